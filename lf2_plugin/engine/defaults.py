@@ -1,0 +1,62 @@
+"""Job set-up shared by ``tools/train_net.py`` and the other tools: config, device, logging, seeding."""
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+from fastreid.config import get_cfg
+from fastreid.engine import default_setup
+from fastreid.utils import comm
+
+from ..config import add_lf2_config
+
+__all__ = ["build_config", "setup", "seed_everything"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_config(config_file="", opts=()):
+    """fast-reid's default config + the plugin's keys, merged with a yaml file and ``KEY VALUE`` overrides.
+
+    Falls back to ``MODEL.DEVICE=cpu`` (with a warning) when the config asks for CUDA and none is available.
+    """
+    cfg = get_cfg()
+    add_lf2_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts or []))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("fastreid").warning(
+            "MODEL.DEVICE=%s but CUDA is not available: running on the CPU (MODEL.DEVICE=cpu).", cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def seed_everything(seed):
+    """Seed python, numpy and torch in this process."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def setup(args):
+    """Build the frozen config and run fast-reid's ``default_setup``, then seed from ``SEED``.
+
+    fast-reid reseeds every process randomly; here every rank is seeded with ``SEED + rank`` so a run can be
+    repeated. With ``SEED < 0`` a random base seed is drawn on rank 0, shared with all ranks, and logged.
+    """
+    cfg = build_config(args.config_file, args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    base_seed = cfg.SEED
+    if base_seed < 0:
+        base_seed = comm.all_gather(int.from_bytes(os.urandom(4), "little") % 2 ** 31)[0]
+    seed_everything(base_seed + comm.get_rank())
+    # The seed fast-reid's samplers draw (comm.shared_random_seed); equal on all ranks by construction.
+    shared = comm.shared_random_seed()
+    logging.getLogger("fastreid").info(
+        "Seeds: SEED=%d, this rank (%d) seeded with %d, shared sampler seed %d",
+        base_seed, comm.get_rank(), base_seed + comm.get_rank(), shared)
+    return cfg
