@@ -35,7 +35,7 @@ $(VENV)/.stamp-rank-cylib: $(VENV)/.stamp-fastreid
 	touch $@
 
 $(VENV)/.stamp-plugin: setup.py $(VENV)/.stamp-rank-cylib
-	$(PIP) install --no-build-isolation -e ".[cpu,test]"
+	$(PIP) install --no-build-isolation -e ".[cpu,test,torchreid]"
 	$(VPY) -c "import lf2_plugin, fastreid.evaluation.rank as r; assert r.IS_CYTHON_AVAI, 'Cython ranker missing'"
 	touch $@
 
@@ -48,6 +48,9 @@ test: venv
 
 demo: venv
 	$(VPY) tools/demo.py --out logs/demo
+
+ablation: venv
+	$(VPY) tools/ablation.py --out logs/ablation
 
 clean:
 	rm -rf logs build *.egg-info .pytest_cache

@@ -19,6 +19,14 @@ def _add_run_config(cfg):
     # Seed for python, numpy and torch in every process (fast-reid itself reseeds randomly on every run).
     # A negative value keeps fast-reid's behaviour: a fresh random seed, logged so the run can be repeated.
     cfg.SEED = -1
+    # LF2 adaptation: iterations per epoch (400 in the paper, whatever the data size); 0 = len(train set) //
+    # IMS_PER_BATCH. fast-reid's own trainers (source stage) always use the latter.
+    cfg.SOLVER.ITERS_PER_EPOCH = 0
+    # Reset the optimizer state (Adam moments) after every clustering, as the official code re-creates Adam.
+    cfg.SOLVER.RESET_OPTIMIZER_EACH_EPOCH = False
+    # Split every BN layer's training batch into this many chunks with their own statistics: 2 reproduces the
+    # official 2-GPU DataParallel run (2 x 32 images per BN) on one device. 1 = plain BN.
+    cfg.MODEL.BN_SPLITS = 1
 
 
 def _add_model_config(cfg):
@@ -57,10 +65,72 @@ def _add_model_config(cfg):
 
 
 def _add_cluster_config(cfg):
-    # MODEL.LF2.CLUSTER.*: multi-level pseudo-label generation (issue 5).
+    # MODEL.LF2.CLUSTER.*: multi-level pseudo-label generation (issue 5); see docs/CLUSTERING.md.
     cfg.MODEL.LF2.CLUSTER = CN()
+    cl = cfg.MODEL.LF2.CLUSTER
+    # Algorithm of every level: "kmeans" (sklearn MiniBatchKMeans, the paper), "faiss_kmeans" or "dbscan".
+    cl.ALGORITHM = "kmeans"
+    # Per-level override, index 0 = global, 1.. = parts (e.g. ["dbscan", "kmeans", "kmeans"]); empty = ALGORITHM.
+    cl.LEVEL_ALGORITHMS = []
+    # k of the k-means variants (LF2: 700 for Duke->Market, 900 for Market->Duke).
+    cl.NUM_CLUSTERS = 700
+    # Fewest usable clusters; 0 = identities per batch, SOLVER.IMS_PER_BATCH // DATALOADER.NUM_INSTANCE.
+    cl.MIN_CLUSTERS = 0
+    # Seed of k-means / IVF training (the hook may add the epoch).
+    cl.SEED = 1
+
+    cl.KMEANS = CN()
+    # sklearn MiniBatchKMeans max_iter, batch_size (LF2: 100, 300).
+    cl.KMEANS.MAX_ITER = 100
+    cl.KMEANS.BATCH_SIZE = 300
+    # MiniBatchKMeans init_size of the global level and of the part levels (LF2: 1500, 900).
+    cl.KMEANS.INIT_SIZE = 1500
+    cl.KMEANS.PART_INIT_SIZE = 900
+    # MiniBatchKMeans n_init (3 = the default of sklearn 1.0.2, which LF2 pinned).
+    cl.KMEANS.N_INIT = 3
+    # faiss.Kmeans Lloyd iterations and training points per centroid (subsample above k * this).
+    cl.KMEANS.FAISS_NITER = 20
+    cl.KMEANS.FAISS_MAX_POINTS_PER_CENTROID = 256
+
+    cl.DBSCAN = CN()
+    # DBSCAN radius on the Jaccard distance (must be < 1) and core-point neighbourhood size.
+    cl.DBSCAN.EPS = 0.6
+    cl.DBSCAN.MIN_SAMPLES = 4
+    # k-reciprocal neighbourhood sizes of the Jaccard distance.
+    cl.DBSCAN.K1 = 30
+    cl.DBSCAN.K2 = 6
+    # True: each DBSCAN outlier becomes a singleton cluster; False: label -1 (dropped from training).
+    cl.DBSCAN.KEEP_OUTLIERS = False
+
+    cl.KNN = CN()
+    # k-NN search of the Jaccard distance: "exact" (faiss IndexFlatL2, as fast-reid), approximate "grouped_ivf"
+    # (exact search inside nearby k-means cells), "ivf" (faiss IndexIVFFlat) or "hnsw" (faiss IndexHNSWFlat).
+    cl.KNN.MODE = "exact"
+    # IndexHNSWFlat M, efConstruction, efSearch.
+    cl.KNN.HNSW_M = 32
+    cl.KNN.HNSW_EF_CONSTRUCTION = 40
+    cl.KNN.HNSW_EF_SEARCH = 128
+    # Cells of "ivf" / "grouped_ivf" (0 = automatic from N) and cells visited per query.
+    cl.KNN.IVF_NLIST = 0
+    cl.KNN.IVF_NPROBE = 16
+    # Use faiss GPU indexes when faiss sees a GPU (falls back to CPU on any GPU error).
+    cl.KNN.USE_GPU = True
+    # faiss OpenMP threads (0 = leave faiss's default).
+    cl.KNN.NUM_THREADS = 0
+
+    cl.FALLBACK = CN()
+    # Re-clustering of a degenerate DBSCAN result: "faiss_kmeans", "kmeans" or "none" (warn only).
+    cl.FALLBACK.ALGORITHM = "faiss_kmeans"
+    # k of the fallback (0 = NUM_CLUSTERS); raised to the minimum cluster count if below it.
+    cl.FALLBACK.NUM_CLUSTERS = 0
+    # A cluster holding more than this fraction of all points is a "giant cluster".
+    cl.FALLBACK.GIANT_CLUSTER_FRACTION = 0.5
+    # On a giant cluster: "fallback" (re-cluster) or "warn" (keep the labels).
+    cl.FALLBACK.ON_GIANT_CLUSTER = "fallback"
 
 
 def _add_data_config(cfg):
     # DATASETS.*: plugin additions to fast-reid's dataset keys.
-    pass
+    # Source stage: name of a target dataset whose train images are forwarded (no loss) after every step so the
+    # BN statistics adapt to the target, as the official source_pretrain.py does. "" = off.
+    cfg.DATASETS.TARGET_BN_ADAPT = ""

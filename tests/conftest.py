@@ -19,7 +19,7 @@ def tiny_market_root(tmp_path_factory):
     from lf2_plugin.data.synthetic import generate_domain
 
     root = tmp_path_factory.mktemp("datasets")
-    generate_domain(str(root), "market", num_ids=12, seed=3, images_per_cam=1)
+    generate_domain(str(root), "market", num_ids=24, seed=3, images_per_cam=2)
     return str(root)
 
 

@@ -57,7 +57,7 @@ def test_baseline_trains_weights_change_and_loss_falls(trained_run, tiny_market_
     assert conv_keys
     changed = [k for k in conv_keys if not torch.equal(s0[k], s1[k])]
     assert changed == conv_keys, f"backbone convolutions unchanged by training: {set(conv_keys) - set(changed)}"
-    opts = ["MODEL.HEADS.NUM_CLASSES", "12"]
+    opts = ["MODEL.HEADS.NUM_CLASSES", str(s1["heads.weight"].shape[0])]
     loss_first = mean_training_loss(opts, first, tiny_market_root, monkeypatch)
     loss_final = mean_training_loss(opts, final, tiny_market_root, monkeypatch)
     assert loss_final < 0.9 * loss_first, (loss_first, loss_final)
@@ -83,6 +83,7 @@ def test_eval_only_ranks_with_the_compiled_ranker(trained_run, tiny_market_root,
     from fastreid.evaluation import rank
 
     out, _ = trained_run
+    num_classes = load_model_state(os.path.join(out, "model_final.pth"))["heads.weight"].shape[0]
     calls = []
     compiled = rank.evaluate_cy
 
@@ -94,7 +95,7 @@ def test_eval_only_ranks_with_the_compiled_ranker(trained_run, tiny_market_root,
     monkeypatch.setattr(data_build, "_root", tiny_market_root)
     results = load_train_net().cli(["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS",
                                     os.path.join(out, "model_final.pth"), "OUTPUT_DIR", str(tmp_path),
-                                    "MODEL.HEADS.NUM_CLASSES", "12"])
+                                    "MODEL.HEADS.NUM_CLASSES", str(num_classes)])
     assert calls, "evaluation did not use the compiled Cython ranker"
     assert 0 <= results["mAP"] <= 100 and 0 <= results["Rank-1"] <= 100
 

@@ -7,6 +7,7 @@
 ``MODEL.META_ARCHITECTURE`` picks the trainer (fast-reid's DefaultTrainer for its own architectures).
 On a machine without CUDA the job runs on the CPU, and ``--num-gpus N`` starts N gloo processes.
 """
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import lf2_plugin  # noqa: E402,F401  (registration + compat fixes)
 from fastreid.engine import default_argument_parser  # noqa: E402
 from fastreid.evaluation import rank as fastreid_rank  # noqa: E402
+from fastreid.utils import comm  # noqa: E402
 from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
 from lf2_plugin.engine import launch, setup, trainer_class_for  # noqa: E402
 
@@ -34,7 +36,11 @@ def main(args):
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
         logger.info("Ranking with the %s ranker",
                     "compiled Cython" if fastreid_rank.IS_CYTHON_AVAI else "pure-Python (slow: run `make rank-cylib`)")
-        return trainer_cls.test(cfg, model)
+        results = trainer_cls.test(cfg, model)
+        if comm.is_main_process():
+            with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
+                json.dump(results, f, indent=1, default=float)
+        return results
 
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)

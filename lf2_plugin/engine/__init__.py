@@ -6,7 +6,13 @@ __all__ = ["build_config", "seed_everything", "setup", "launch", "distributed_ba
 
 
 def trainer_class_for(cfg):
-    """The trainer class for ``cfg``: fast-reid's ``DefaultTrainer`` for its own meta-architectures."""
+    """``LF2Trainer`` for ``LF2``; ``SourceTrainer`` when ``DATASETS.TARGET_BN_ADAPT`` names a target or
+    ``MODEL.BN_SPLITS`` > 1; else fast-reid's own ``DefaultTrainer``."""
     from fastreid.engine import DefaultTrainer
 
-    return DefaultTrainer
+    from .source import SourceTrainer
+    from .trainer import LF2Trainer
+
+    if cfg.MODEL.META_ARCHITECTURE == "LF2":
+        return LF2Trainer
+    return SourceTrainer if cfg.DATASETS.TARGET_BN_ADAPT or cfg.MODEL.BN_SPLITS > 1 else DefaultTrainer

@@ -8,6 +8,7 @@ import torch
 from fastreid.config import get_cfg
 from fastreid.engine import default_setup
 from fastreid.utils import comm
+from fastreid.utils.logger import setup_logger
 
 from ..config import add_lf2_config
 
@@ -50,6 +51,8 @@ def setup(args):
     cfg = build_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # The plugin's own loggers (lf2_plugin.*) write to the same console and OUTPUT_DIR/log.txt as fast-reid's.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lf2_plugin", abbrev_name="lf2")
     base_seed = cfg.SEED
     if base_seed < 0:
         base_seed = comm.all_gather(int.from_bytes(os.urandom(4), "little") % 2 ** 31)[0]

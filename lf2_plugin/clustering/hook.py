@@ -1,0 +1,72 @@
+"""The fast-reid hook that pseudo-labels the target train set at the start of every epoch (multi-level clustering).
+
+It only produces labels; the trainer consumes them (``trainer.set_pseudo_labels``), as OpenUnReID keeps label
+generators apart from the training loop.
+"""
+import json
+import logging
+import os
+import time
+
+import numpy as np
+from fastreid.engine.train_loop import HookBase
+from fastreid.utils import comm
+
+from . import clustering_quality, clustering_statistics, distributed_cluster_levels, resolve_min_clusters
+from .features import extract_clustering_features
+
+__all__ = ["MultiLevelClusteringHook"]
+
+logger = logging.getLogger(__name__)
+
+
+class MultiLevelClusteringHook(HookBase):
+    """``before_epoch``: K+1 clustering features → K+1 label sets → ``trainer.set_pseudo_labels(results)``.
+
+    Every rank extracts its shard of the features; rank 0 clusters each level (``MODEL.LF2.CLUSTER``) and the
+    results are broadcast, so all ranks train on identical labels. Per level it logs cluster statistics and,
+    when ``true_ids`` are given (never used for training), NMI/ARI/pairwise P/R/F1: to the log, TensorBoard and
+    metrics.json (through the trainer's event storage) and to ``OUTPUT_DIR/clustering.jsonl``.
+    """
+
+    def __init__(self, cfg, data_loader, true_ids=None):
+        self.cfg = cfg
+        self.data_loader = data_loader
+        self.true_ids = None if true_ids is None else np.asarray(true_ids)
+        self.min_clusters = resolve_min_clusters(cfg)
+        self.history_file = os.path.join(cfg.OUTPUT_DIR, "clustering.jsonl")
+
+    def before_epoch(self):
+        trainer = self.trainer
+        model = trainer.unwrapped_model
+        start = time.perf_counter()
+        features = extract_clustering_features(model, self.data_loader, flip=True)
+        extract_seconds = time.perf_counter() - start
+        # A different k-means initialisation every epoch, and per run seed (SEED) so seeds are independent runs.
+        seed = self.cfg.MODEL.LF2.CLUSTER.SEED + 1000 * max(self.cfg.SEED, 0) + trainer.epoch
+        results = distributed_cluster_levels(features, self.cfg.MODEL.LF2.CLUSTER, seed=seed,
+                                             min_clusters=self.min_clusters)
+        if comm.is_main_process():
+            self._log(results, extract_seconds)
+        trainer.set_pseudo_labels(results)
+
+    def _log(self, results, extract_seconds):
+        epoch = self.trainer.epoch
+        record = {"epoch": epoch, "extract_seconds": round(extract_seconds, 3), "levels": []}
+        scalars = {}
+        for level, result in enumerate(results):
+            stats = clustering_statistics(result.labels)
+            stats.update(algorithm=result.algorithm, seconds=round(result.seconds, 3),
+                         fallback=result.fallback_reason)
+            if self.true_ids is not None:
+                stats.update(clustering_quality(result.labels, self.true_ids))
+            for note in result.warnings:
+                logger.warning("epoch %d, level %d clustering: %s", epoch, level, note)
+            logger.info("epoch %d, level %d: %s", epoch, level,
+                        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
+            record["levels"].append(stats)
+            scalars.update({f"cluster/level{level}/{k}": float(v) for k, v in stats.items()
+                            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)})
+        self.trainer.storage.put_scalars(**scalars, smoothing_hint=False)
+        with open(self.history_file, "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")

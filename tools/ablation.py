@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Ablations of LF2 on the synthetic benchmark, each the mean over several seeds.
+
+    python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthMarket2SynthDuke]
+
+Per seed: one source pre-training (so direct transfer varies with the seed too), then every LF2 variant from that
+source model. Rows: direct_transfer, lf2, global_only_mt (NUM_PARTS 0: global-only mean teacher, single-level
+clustering), lf2_no_fusion (levels 1..K cluster the teacher's own stripes), lf2_fusion_loss (FUSION.LOSS_WEIGHT
+> 0). Writes ``<out>/summary.json``: {"rows": [{"name", "mAP", "Rank-1", "Rank-5", "Rank-10", "std": {...},
+"seeds": [{"seed", ...}]}], "seconds"} and prints mean ± standard deviation.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from demo import METRICS, ROOT, metrics_row, read_json, target_tests, train_net  # noqa: E402
+
+VARIANTS = {
+    "lf2": [],
+    "global_only_mt": ["MODEL.LF2.NUM_PARTS", "0"],
+    "lf2_no_fusion": ["MODEL.LF2.FUSION.ENABLED", "False"],
+    "lf2_fusion_loss": ["MODEL.LF2.FUSION.LOSS_WEIGHT", "0.5"],
+}
+
+
+def run_seed(out, config_dir, seed, env):
+    seed_dir = os.path.join(out, f"seed{seed}")
+    source_dir = os.path.join(seed_dir, "source")
+    source_cfg = os.path.join(config_dir, "source.yml")
+    lf2_cfg = os.path.join(config_dir, "lf2.yml")
+    train_net(source_cfg, source_dir, "SEED", str(seed), env=env)
+    weights = os.path.join(source_dir, "model_final.pth")
+    direct_dir = os.path.join(seed_dir, "direct_transfer")
+    train_net(source_cfg, direct_dir, "MODEL.WEIGHTS", weights, "DATASETS.TESTS", target_tests(lf2_cfg),
+              "SEED", str(seed), flags=("--eval-only",), env=env)
+    rows = [metrics_row("direct_transfer", read_json(os.path.join(direct_dir, "eval_results.json")))]
+    for name, opts in VARIANTS.items():
+        run_dir = os.path.join(seed_dir, name)
+        train_net(lf2_cfg, run_dir, "MODEL.WEIGHTS", weights, "SEED", str(seed), *opts, env=env)
+        rows.append(metrics_row(name, read_json(os.path.join(run_dir, "summary.json"))["last"]))
+    return rows
+
+
+def aggregate(per_seed):
+    """{seed: rows} -> rows with the mean, the standard deviation and the per-seed values."""
+    names = [row["name"] for row in next(iter(per_seed.values()))]
+    rows = []
+    for name in names:
+        values = [(seed, next(r for r in rows_ if r["name"] == name)) for seed, rows_ in per_seed.items()]
+        row = {"name": name}
+        for k in METRICS:
+            series = [v[k] for _, v in values]
+            row[k] = round(statistics.mean(series), 2)
+            row.setdefault("std", {})[k] = round(statistics.stdev(series), 2) if len(series) > 1 else 0.0
+        row["seeds"] = [{"seed": seed, **{k: v[k] for k in METRICS}} for seed, v in values]
+        rows.append(row)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join("logs", "ablation"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthMarket2SynthDuke"))
+    args = parser.parse_args()
+    out = os.path.abspath(args.out)
+    env = dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
+    start = time.perf_counter()
+    per_seed = {seed: run_seed(out, args.config_dir, seed, env) for seed in args.seeds}
+    summary = {"rows": aggregate(per_seed), "seconds": round(time.perf_counter() - start, 1)}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print("| method | " + " | ".join(METRICS) + " |\n" + "|---" * (len(METRICS) + 1) + "|")
+    for row in summary["rows"]:
+        print(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in METRICS) + " |")
+
+
+if __name__ == "__main__":
+    main()
