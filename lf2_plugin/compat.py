@@ -268,6 +268,18 @@ def ranker_never_exits():
     ReidEvaluator._compile_dependencies = _compile_dependencies
 
 
+def normalized_images(batched_inputs, pixel_mean, pixel_std):
+    """``(images - mean) / std`` as a new tensor, from a fast-reid batch dict or an image tensor: the caller's
+    batch is never modified (fast-reid's flip test, LF2's teacher and student all re-use it)."""
+    if isinstance(batched_inputs, dict):
+        images = batched_inputs["images"]
+    elif isinstance(batched_inputs, torch.Tensor):
+        images = batched_inputs
+    else:
+        raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
+    return (images.to(pixel_mean.device) - pixel_mean) / pixel_std
+
+
 @_fix
 def preprocess_not_inplace():
     """Baseline.preprocess_image normalises the batch in place, so TEST.FLIP feeds double-normalised images."""
@@ -277,13 +289,7 @@ def preprocess_not_inplace():
         return
 
     def preprocess_image(self, batched_inputs):
-        if isinstance(batched_inputs, dict):
-            images = batched_inputs["images"]
-        elif isinstance(batched_inputs, torch.Tensor):
-            images = batched_inputs
-        else:
-            raise TypeError(f"batched_inputs must be dict or torch.Tensor, got {type(batched_inputs)}")
-        return (images.to(self.device) - self.pixel_mean) / self.pixel_std
+        return normalized_images(batched_inputs, self.pixel_mean, self.pixel_std)
 
     preprocess_image._lf2_compat = True
     Baseline.preprocess_image = preprocess_image

@@ -1,0 +1,197 @@
+"""Loading source-stage weights into LF2, and converting checkpoints of the official implementation.
+
+Which checkpoint is which: an LF2 checkpoint (this plugin's) has ``teacher.*`` keys and is loaded with fast-reid's
+``Checkpointer``; any other fast-reid checkpoint is a source-stage one (``Baseline``/``LF2SourceBaseline``) and is
+loaded with :func:`load_source_weights`, which never skips a layer silently.
+
+Official layout (DJEddyking/LF2 ``reid/models/resnet.py``): the ``Encoder`` state dict holds ``model.module.*``
+(student), ``model_ema.module.*`` (teacher) and ``fuse_net.bn_{1,2,3}.*``; each network has
+``base.{0,1,4,5,6,7}`` (torchvision conv1, bn1, layer1..4), ``BN_g``, ``classifier``, ``adativeFC_upper/low``,
+``BN_u/BN_l``, ``ca_upper/ca_low.se.{0,2}`` (1×1 convolutions) and the unused ``feat_bn``. The source model
+(``reid/models/resnet_source.py``) has ``module.base.*``, ``module.feat_bn.*``, ``module.classifier.weight``.
+"""
+import logging
+import re
+from collections import OrderedDict
+
+import torch
+from tabulate import tabulate
+
+logger = logging.getLogger(__name__)
+
+TEACHER_PREFIX = "teacher."
+
+# torchvision ResNet children in the official nn.Sequential ``base`` (2 = relu and 3 = maxpool hold no tensors)
+_OFFICIAL_BASE_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+# official LF2 head names -> LF2Head names (K = 2: upper = stripe 1, low = stripe 2)
+_OFFICIAL_HEAD_LAYERS = {
+    "BN_g": "heads.bn_global.norm",
+    "classifier": "heads",
+    "adativeFC_upper": "heads.experts.0.fc",
+    "adativeFC_low": "heads.experts.1.fc",
+    "BN_u": "heads.experts.0.bn.norm",
+    "BN_l": "heads.experts.1.bn.norm",
+    "ca_upper.se.0": "heads.attentions.0.fc1",
+    "ca_upper.se.2": "heads.attentions.0.fc2",
+    "ca_low.se.0": "heads.attentions.1.fc1",
+    "ca_low.se.2": "heads.attentions.1.fc2",
+}
+
+
+def checkpoint_state_dict(checkpoint):
+    """The model state dict inside a fast-reid (``"model"``) or open-reid (``"state_dict"``) checkpoint, or a
+    bare state dict, with a DataParallel ``module.`` prefix removed."""
+    for key in ("model", "state_dict"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if checkpoint and all(k.startswith("module.") for k in checkpoint):
+        checkpoint = OrderedDict((k[len("module."):], v) for k, v in checkpoint.items())
+    return checkpoint
+
+
+def load_checkpoint_file(path):
+    """``torch.load`` on CPU; open-reid checkpoints hold numpy scalars, so they need ``weights_only=False``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # pickle of non-tensor metadata (e.g. numpy best_mAP); the file is the user's own
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def is_lf2_state_dict(state_dict):
+    """True for an LF2 checkpoint (it has ``teacher.*`` keys), False for a source-stage one."""
+    return any(k.startswith(TEACHER_PREFIX) for k in checkpoint_state_dict(state_dict))
+
+
+def _layer(key):
+    return key.rsplit(".", 1)[0]
+
+
+def _group_rows(status, keys, collapse):
+    """Table rows: one per layer, or per top-level module for ``collapse`` (long lists of loaded keys)."""
+    groups = OrderedDict()
+    for key in keys:
+        name = key.split(".")[0] if collapse else _layer(key)
+        if collapse and key.startswith(TEACHER_PREFIX):
+            name = ".".join(key.split(".")[:2])
+        groups[name] = groups.get(name, 0) + 1
+    return [(status, name, count) for name, count in groups.items()]
+
+
+def load_source_weights(model, state_dict_or_path, bnneck_to_global_bn=None):
+    """Fill an :class:`LF2` model from a source-stage checkpoint (fast-reid Baseline layout).
+
+    ``backbone.*`` goes to the student and the teacher backbone; with ``bnneck_to_global_bn`` (default:
+    ``MODEL.LF2.SOURCE_BNNECK_TO_GLOBAL_BN``) the source BNNeck ``heads.bottleneck.0.*`` also goes to both global
+    BNs. Everything else of the model starts fresh, as in the official code. Logs a table of loaded / fresh /
+    unused / shape-mismatched tensors and raises if any student backbone tensor is not loaded.
+
+    Returns a dict of key lists: ``loaded``, ``fresh``, ``unused``, ``mismatched``.
+    """
+    if isinstance(state_dict_or_path, str):
+        state_dict_or_path = load_checkpoint_file(state_dict_or_path)
+    source = checkpoint_state_dict(state_dict_or_path)
+    if is_lf2_state_dict(source):
+        raise ValueError("this is an LF2 checkpoint (it has teacher.* keys): load it with fast-reid's Checkpointer")
+    if bnneck_to_global_bn is None:
+        bnneck_to_global_bn = getattr(model, "source_bnneck_to_global_bn", False)
+
+    targets = {}  # model key -> source key
+    for key in source:
+        if key.startswith("backbone."):
+            targets[key] = key
+            targets[TEACHER_PREFIX + key] = key
+        elif bnneck_to_global_bn and key.startswith("heads.bottleneck.0."):
+            for prefix in ("", TEACHER_PREFIX):
+                targets[prefix + "heads.bn_global.norm." + key[len("heads.bottleneck.0."):]] = key
+
+    model_state = model.state_dict()
+    loaded, mismatched, values = [], [], {}
+    for model_key, source_key in targets.items():
+        if model_key not in model_state:
+            continue
+        if tuple(model_state[model_key].shape) != tuple(source[source_key].shape):
+            mismatched.append(model_key)
+            continue
+        values[model_key] = source[source_key]
+        loaded.append(model_key)
+    used_sources = {targets[k] for k in loaded}
+    unused = [k for k in source if k not in used_sources]
+    fresh = [k for k in model_state if k not in values]
+    model.load_state_dict(values, strict=False)
+
+    rows = (_group_rows("loaded", loaded, collapse=True) + _group_rows("fresh", fresh, collapse=False)
+            + _group_rows("unused (source)", unused, collapse=False)
+            + [("shape mismatch", k, f"{tuple(source[targets[k]].shape)} -> {tuple(model_state[k].shape)}")
+               for k in mismatched])
+    logger.info("Source weights -> LF2 (tensor counts):\n%s",
+                tabulate(rows, headers=["status", "layer", "tensors"], tablefmt="pipe"))
+
+    backbone_missing = [k for k in model_state if k.startswith("backbone.") and k not in values]
+    if backbone_missing:
+        raise RuntimeError(f"source checkpoint did not fill the backbone: {len(backbone_missing)} tensors missing "
+                           f"or mismatched, e.g. {backbone_missing[:5]} (check MODEL.BACKBONE.* against the "
+                           f"source config)")
+    return {"loaded": loaded, "fresh": fresh, "unused": unused, "mismatched": mismatched}
+
+
+def _official_network_key(key, prefix, source_layout=False):
+    """Plugin key for a key of one official network (``base.*``, ``BN_g.*``, ...), or None if LF2 drops it."""
+    match = re.match(r"base\.(\d+)\.(.*)", key)
+    if match:
+        child = _OFFICIAL_BASE_CHILDREN.get(match.group(1))
+        if child is None:
+            raise KeyError(f"unexpected official backbone key {key}")
+        return f"{prefix}backbone.{child}.{match.group(2)}"
+    if source_layout:
+        if key.startswith("feat_bn."):
+            return "heads.bottleneck.0." + key[len("feat_bn."):]
+        if key == "classifier.weight":
+            return "heads.weight"
+        raise KeyError(f"unexpected official source-model key {key}")
+    if key.startswith("feat_bn."):
+        return None  # the source BNNeck, computed but unused by the official LF2 forward
+    layer, _, tensor = key.rpartition(".")
+    if layer not in _OFFICIAL_HEAD_LAYERS:
+        raise KeyError(f"unexpected official LF2 key {key}")
+    return f"{prefix}{_OFFICIAL_HEAD_LAYERS[layer]}.{tensor}"
+
+
+def convert_official_state_dict(official):
+    """Convert an official checkpoint (``Encoder`` of target training, or the source model) to this plugin.
+
+    Returns ``(state_dict, info)``. ``info`` has ``"layout"`` (``"lf2"`` or ``"source"``), ``"dropped"`` keys and,
+    for LF2, the config values the checkpoint needs: ``num_classes``, ``feat_dim``, ``expert``
+    (``MODEL.HEADS.NUM_CLASSES``, ``MODEL.BACKBONE.FEAT_DIM``, ``MODEL.LF2.EXPERT``).
+    """
+    official = checkpoint_state_dict(official)
+    is_encoder = any(k.startswith(("model.", "model_ema.", "fuse_net.")) for k in official)
+    converted, dropped = OrderedDict(), []
+    for key, value in official.items():
+        if not is_encoder:
+            new_key = _official_network_key(key, "", source_layout=True)
+        elif key.startswith("fuse_net."):
+            match = re.match(r"fuse_net\.bn_(\d+)\.(.*)", key)
+            if not match:
+                raise KeyError(f"unexpected official Fusion Module key {key}")
+            new_key = f"fusion.bns.{int(match.group(1)) - 1}.norm.{match.group(2)}"
+        else:
+            network, _, rest = key.partition(".")
+            if network not in ("model", "model_ema"):
+                raise KeyError(f"unexpected official key {key}")
+            rest = rest[len("module."):] if rest.startswith("module.") else rest
+            new_key = _official_network_key(rest, TEACHER_PREFIX if network == "model_ema" else "")
+        if new_key is None:
+            dropped.append(key)
+            continue
+        if ".attentions." in new_key:
+            value = value.reshape(value.shape[0], value.shape[1])  # 1x1 conv -> Linear
+        converted[new_key] = value
+
+    info = {"layout": "lf2" if is_encoder else "source", "dropped": dropped}
+    if is_encoder:
+        num_classes, feat_dim = converted["heads.weight"].shape
+        expert_in = converted["heads.experts.0.fc.weight"].shape[1]
+        info.update(num_classes=int(num_classes), feat_dim=int(feat_dim),
+                    expert="concat" if expert_in == 2 * feat_dim else "sum")
+    return converted, info
