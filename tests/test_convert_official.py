@@ -230,3 +230,26 @@ def test_unknown_official_keys_are_an_error():
     state["model.module.extra_layer.weight"] = torch.zeros(1)
     with pytest.raises(KeyError, match="extra_layer"):
         convert_official_state_dict(state)
+
+
+def test_train_net_evaluates_a_converted_checkpoint(tmp_path, tiny_market_root):
+    """issue 4 'done when': tools/train_net.py --eval-only runs on a converted official checkpoint."""
+    import json
+
+    from conftest import run_train_net
+
+    checkpoint, converted = tmp_path / "model_best.pth.tar", tmp_path / "lf2.pth"
+    torch.save({"state_dict": official_encoder_state("concat")}, checkpoint)
+    load_tool().main([str(checkpoint), str(converted)])
+    out = tmp_path / "eval"
+    proc = run_train_net(["--config-file", os.path.join(ROOT, "tests", "configs", "lf2_tiny.yml"), "--eval-only",
+                          "OUTPUT_DIR", str(out), "MODEL.WEIGHTS", str(converted), "MODEL.BACKBONE.NAME",
+                          "build_resnet_torchvision_stem_backbone", "MODEL.HEADS.NUM_CLASSES", str(NUM_CLASSES),
+                          "DATASETS.NAMES", '("Market1501",)', "DATASETS.TESTS", '("Market1501",)'],
+                         tiny_market_root)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "not found in the checkpoint" not in log and "Skip loading" not in log  # every tensor loaded
+    assert "not used by the model" not in log
+    results = json.loads((out / "eval_results.json").read_text())
+    assert 0 < results["mAP"] <= 100 and 0 < results["Rank-1"] <= 100
