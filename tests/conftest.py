@@ -23,13 +23,40 @@ def tiny_market_root(tmp_path_factory):
     return str(root)
 
 
-def run_train_net(args, datasets_root, timeout=600):
-    """Run tools/train_net.py the way a user does; returns the CompletedProcess."""
+def run_train_net(args, datasets_root, timeout=600, python_args=(), extra_env=None):
+    """Run tools/train_net.py the way a user does; returns the CompletedProcess.
+
+    ``python_args`` go before the script (e.g. ``-c DRIVER`` for a driver that runs it), ``extra_env`` into its
+    environment."""
     import subprocess
 
-    env = dict(os.environ, FASTREID_DATASETS=datasets_root)
-    return subprocess.run([sys.executable, TRAIN_NET, *args], env=env, capture_output=True, text=True,
+    env = dict(os.environ, FASTREID_DATASETS=datasets_root, **(extra_env or {}))
+    return subprocess.run([sys.executable, *python_args, TRAIN_NET, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+LF2_TINY_CONFIG = os.path.join(HERE, "configs", "lf2_tiny.yml")
+LF2_TINY_EPOCHS = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_duke_root(tmp_path_factory):
+    """A tiny synthetic target in DukeMTMC-reID's folder layout (read by fast-reid's own DukeMTMC class)."""
+    from lf2_plugin.data.synthetic import generate_domain
+
+    root = tmp_path_factory.mktemp("target")
+    generate_domain(str(root), "duke", num_ids=24, seed=5, images_per_cam=2)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tiny_duke_root, tmp_path_factory):
+    """An uninterrupted tiny LF2 adaptation of LF2_TINY_EPOCHS epochs: (OUTPUT_DIR, CompletedProcess)."""
+    out = tmp_path_factory.mktemp("lf2_full")
+    proc = run_train_net(["--config-file", LF2_TINY_CONFIG, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH",
+                          str(LF2_TINY_EPOCHS)], tiny_duke_root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
 
 
 def load_train_net():

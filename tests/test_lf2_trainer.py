@@ -1,25 +1,12 @@
 """LF2 adaptation end to end through tools/train_net.py on a tiny synthetic target (fast-reid's DukeMTMC class
 reads it): pseudo labels every epoch, EMA teacher, weights and losses move, exact resume, 2-process gloo."""
 import json
-import os
 import re
 
 import pytest
 import torch
 
-from conftest import ROOT, run_train_net
-
-CONFIG = os.path.join(ROOT, "tests", "configs", "lf2_tiny.yml")
-EPOCHS = 3
-
-
-@pytest.fixture(scope="module")
-def tiny_duke_root(tmp_path_factory):
-    from lf2_plugin.data.synthetic import generate_domain
-
-    root = tmp_path_factory.mktemp("target")
-    generate_domain(str(root), "duke", num_ids=24, seed=5, images_per_cam=2)
-    return str(root)
+from conftest import LF2_TINY_CONFIG as CONFIG, LF2_TINY_EPOCHS as EPOCHS, run_train_net
 
 
 def train(out, root, *opts, flags=()):
@@ -31,13 +18,6 @@ def train(out, root, *opts, flags=()):
 
 def load(path):
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tiny_duke_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lf2_full")
-    proc = train(out, tiny_duke_root)
-    return out, proc
 
 
 def test_pseudo_labels_every_epoch_for_every_level(uninterrupted):

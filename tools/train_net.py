@@ -6,6 +6,8 @@
 ``import lf2_plugin`` registers the plugin's models and datasets and applies the fast-reid compatibility fixes;
 ``MODEL.META_ARCHITECTURE`` picks the trainer (fast-reid's DefaultTrainer for its own architectures).
 On a machine without CUDA the job runs on the CPU, and ``--num-gpus N`` starts N gloo processes.
+Before any model is built the datasets and MODEL.WEIGHTS are checked; checkpoints are written atomically and
+SIGINT/SIGTERM stop with a checkpoint (exit status 130/143). See docs/RELIABILITY.md.
 """
 import json
 import logging
@@ -18,22 +20,35 @@ import lf2_plugin  # noqa: E402,F401  (registration + compat fixes)
 from fastreid.engine import default_argument_parser  # noqa: E402
 from fastreid.evaluation import rank as fastreid_rank  # noqa: E402
 from fastreid.utils import comm  # noqa: E402
-from fastreid.utils.checkpoint import Checkpointer  # noqa: E402
+from lf2_plugin.data.validation import validate_datasets  # noqa: E402
 from lf2_plugin.engine import launch, setup, trainer_class_for  # noqa: E402
+from lf2_plugin.engine.reliability import TrainingInterrupted, explain_non_finite_loss, protect_training  # noqa: E402
+from lf2_plugin.engine.trainer import AtomicCheckpointer  # noqa: E402
+
+
+def check_weights_file(cfg, args):
+    """MODEL.WEIGHTS must name a file when it will be read (fast-reid would fail only after building the model)."""
+    path = cfg.MODEL.WEIGHTS
+    if args.eval_only and not path:
+        raise FileNotFoundError("--eval-only needs MODEL.WEIGHTS to name a checkpoint file; got ''")
+    resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+    if path and "://" not in path and not os.path.isfile(path) and not resuming:
+        what = "--eval-only needs MODEL.WEIGHTS to name a checkpoint file" if args.eval_only else \
+            "MODEL.WEIGHTS names no file"
+        raise FileNotFoundError(f"{what}; got {path!r} (absolute: {os.path.abspath(path)})")
 
 
 def main(args):
     cfg = setup(args)
+    check_weights_file(cfg, args)
+    validate_datasets(cfg, eval_only=args.eval_only)  # before any model is built
     trainer_cls = trainer_class_for(cfg)
     if args.eval_only:
         logger = logging.getLogger("fastreid")
         cfg.defrost()
         cfg.MODEL.BACKBONE.PRETRAIN = False
         model = trainer_cls.build_model(cfg)
-        if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS to name a checkpoint file; got "
-                                    f"{cfg.MODEL.WEIGHTS!r}")
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        AtomicCheckpointer(model, "").load(cfg.MODEL.WEIGHTS)
         logger.info("Ranking with the %s ranker",
                     "compiled Cython" if fastreid_rank.IS_CYTHON_AVAI else "pure-Python (slow: run `make rank-cylib`)")
         results = trainer_cls.test(cfg, model)
@@ -42,16 +57,23 @@ def main(args):
                 json.dump(results, f, indent=1, default=float)
         return results
 
-    trainer = trainer_cls(cfg)
+    trainer = protect_training(trainer_cls(cfg))
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    try:
+        return trainer.train()
+    except FloatingPointError as error:  # fast-reid's non-finite loss check
+        raise explain_non_finite_loss(trainer, error) from None
 
 
 def cli(argv=None):
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
-    return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                  dist_url=args.dist_url, args=(args,))
+    try:
+        return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                      dist_url=args.dist_url, args=(args,))
+    except TrainingInterrupted as stop:  # the checkpoint is written; 130 for Ctrl-C, 143 for SIGTERM
+        print(f"{stop}; exit status {stop.exit_code}", file=sys.stderr)
+        sys.exit(stop.exit_code)
 
 
 if __name__ == "__main__":

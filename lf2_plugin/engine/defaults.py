@@ -1,7 +1,10 @@
 """Job set-up shared by ``tools/train_net.py`` and the other tools: config, device, logging, seeding."""
+import contextlib
+import difflib
 import logging
 import os
 import random
+import re
 
 import numpy as np
 import torch
@@ -12,7 +15,7 @@ from fastreid.utils.logger import setup_logger
 
 from ..config import add_lf2_config
 
-__all__ = ["build_config", "setup", "seed_everything"]
+__all__ = ["build_config", "setup", "seed_everything", "UnknownConfigKeyError"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +28,43 @@ def build_config(config_file="", opts=()):
     cfg = get_cfg()
     add_lf2_config(cfg)
     if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts or []))
+        with _naming_unknown_keys(cfg, f"config file {config_file}"):
+            cfg.merge_from_file(config_file)
+    with _naming_unknown_keys(cfg, "command-line override"):
+        cfg.merge_from_list(list(opts or []))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger("fastreid").warning(
             "MODEL.DEVICE=%s but CUDA is not available: running on the CPU (MODEL.DEVICE=cpu).", cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
     return cfg
+
+
+class UnknownConfigKeyError(KeyError):
+    """A config file or override names a key that neither fast-reid nor the plugin defines."""
+
+    def __str__(self):  # KeyError would print the message quoted, on one line
+        return str(self.args[0])
+
+
+def _all_keys(node, prefix=""):
+    for key, value in node.items():
+        yield from _all_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+
+
+@contextlib.contextmanager
+def _naming_unknown_keys(cfg, source):
+    """Turn yacs' "Non-existent (config) key: X" (KeyError from files, AssertionError from overrides) into an
+    :class:`UnknownConfigKeyError` naming the source and the closest valid keys."""
+    try:
+        yield
+    except (KeyError, AssertionError) as error:
+        match = re.search(r"Non-existent (?:config )?key: (\S+)", str(error))
+        if match is None:
+            raise
+        key = match.group(1).strip("'\"")
+        close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.8)
+        hint = f"; did you mean {' or '.join(close)}?" if close else " (see docs/MODEL.md and fast-reid's defaults)"
+        raise UnknownConfigKeyError(f"unknown config key {key} in the {source}{hint}") from None
 
 
 def seed_everything(seed):

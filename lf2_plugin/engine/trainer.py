@@ -12,9 +12,11 @@ What differs from ``DefaultTrainer`` (and nothing else does):
 - checkpoints also hold the pseudo labels and every RNG state, so ``--resume`` continues exactly;
 - after training, the last epoch's metrics are reported, the best epoch only beside them.
 """
+import glob
 import hashlib
 import json
 import logging
+import numbers
 import os
 import random
 import time
@@ -34,7 +36,7 @@ from ..clustering.hook import MultiLevelClusteringHook
 from ..data.pseudo_labels import build_clustering_loader, build_pseudo_label_loaders
 from ..modeling.split_bn import convert_split_batchnorm
 
-__all__ = ["LF2Trainer", "LF2StepRunner", "LF2Checkpointer", "unwrap_model"]
+__all__ = ["LF2Trainer", "LF2StepRunner", "AtomicCheckpointer", "unwrap_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,16 +102,19 @@ def _set_rng_state(state):
     torch.set_rng_state(state["torch"])
 
 
-class LF2Checkpointer(Checkpointer):
-    """fast-reid's Checkpointer with atomic writes and the trainer's extra state in every checkpoint.
+class AtomicCheckpointer(Checkpointer):
+    """fast-reid's Checkpointer with atomic writes, checked loads and optional extra state in every checkpoint.
 
     The file is written to a temporary name and renamed, then ``last_checkpoint`` is replaced the same way, so a
-    process killed mid-save leaves the previous checkpoint and its tag intact.
+    process killed mid-save leaves the previous checkpoint and its tag intact. Loading names the file when it is
+    missing or unreadable and raises when the checkpoint does not fill the model's backbone (fast-reid only warns
+    and trains from the random initialisation).
     """
 
     def __init__(self, model, save_dir, *, extra_state=None, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.extra_state = extra_state
+        self._loading = ""
 
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
@@ -127,6 +132,46 @@ class LF2Checkpointer(Checkpointer):
 
     def tag_last_checkpoint(self, last_filename_basename):
         _atomic_write(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename))
+
+    def resume_or_load(self, path, *, resume=True):
+        if resume and self.has_checkpoint() and self.save_to_disk:
+            stale_files = [path for pattern in ("*.pth.tmp.*", "last_checkpoint.tmp.*")
+                           for path in glob.glob(os.path.join(glob.escape(self.save_dir), pattern))]
+            for stale in stale_files:
+                self.logger.warning("Removing %s, left by a process killed while saving", stale)
+                os.remove(stale)
+        checkpoint = super().resume_or_load(path, resume=resume)
+        if resume and checkpoint.get("interrupted_mid_epoch"):
+            self.logger.warning(
+                "Resuming from a checkpoint written mid-epoch (stopped by %s at iteration %d): epoch %d restarts "
+                "from its first iteration with these weights, so the result is not bit-identical to an "
+                "uninterrupted run (resuming from an epoch checkpoint model_NNNN.pth is)", checkpoint.get(
+                    "interrupted", "a signal"), checkpoint.get("iteration", -1), checkpoint.get("epoch", -1) + 1)
+        return checkpoint
+
+    def _load_file(self, f):
+        from ..modeling.checkpoint import checkpoint_state_dict, load_checkpoint_file
+
+        self._loading = f
+        checkpoint = load_checkpoint_file(f)
+        if not isinstance(checkpoint, dict) or "model" not in checkpoint:  # a bare state dict
+            checkpoint = {"model": checkpoint_state_dict(checkpoint)}
+        return checkpoint
+
+    def _load_model(self, checkpoint):
+        stored = {k[len("module."):] if k.startswith("module.") else k: v for k, v in checkpoint["model"].items()}
+        model_state = self.model.state_dict()
+        backbone = [k for k in model_state if k.startswith(("backbone.", "teacher.backbone."))]
+        unfit = [k for k in backbone if k not in stored or tuple(stored[k].shape) != tuple(model_state[k].shape)]
+        if unfit:
+            examples = "; ".join(
+                f"{k}: {tuple(stored[k].shape) if k in stored else 'missing'} in the checkpoint, "
+                f"{tuple(model_state[k].shape)} in the model" for k in unfit[:3])
+            raise RuntimeError(
+                f"{self._loading} does not fit this model's backbone: {len(unfit)} of {len(backbone)} backbone "
+                f"tensors missing or of another shape ({examples}). It was trained with another "
+                f"MODEL.BACKBONE / META_ARCHITECTURE: set them as in the config that wrote it.")
+        return super()._load_model(checkpoint)
 
 
 def _atomic_write(path, write, binary=False):
@@ -153,9 +198,9 @@ class LF2Trainer(DefaultTrainer):
         self.iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH or len(self.target_items) // cfg.SOLVER.IMS_PER_BATCH
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.pseudo_labels = []
-        self.checkpointer = LF2Checkpointer(model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
-                                            extra_state=self._extra_checkpoint_state, optimizer=optimizer,
-                                            **self.scheduler)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
+                                               extra_state=self._extra_checkpoint_state, optimizer=optimizer,
+                                               **self.scheduler)
         self.start_epoch = 0
         self.max_epoch = cfg.SOLVER.MAX_EPOCH
         self.max_iter = self.max_epoch * self.iters_per_epoch
@@ -294,11 +339,12 @@ class LF2Trainer(DefaultTrainer):
 
 
 def _flat_metrics(results):
+    # ReidEvaluator's metrics are numpy scalars (np.float32 is no python float, but is a numbers.Real)
     flat = {}
     for key, value in results.items():
         if isinstance(value, dict):
-            flat.update({f"{key}/{k}": float(v) for k, v in value.items() if isinstance(v, (int, float))})
-        elif isinstance(value, (int, float)):
+            flat.update({f"{key}/{k}": float(v) for k, v in value.items() if isinstance(v, numbers.Real)})
+        elif isinstance(value, numbers.Real):
             flat[key] = float(value)
     return flat
 

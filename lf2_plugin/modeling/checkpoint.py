@@ -11,6 +11,7 @@ Official layout (DJEddyking/LF2 ``reid/models/resnet.py``): the ``Encoder`` stat
 (``reid/models/resnet_source.py``) has ``module.base.*``, ``module.feat_bn.*``, ``module.classifier.weight``.
 """
 import logging
+import os
 import re
 from collections import OrderedDict
 
@@ -51,11 +52,20 @@ def checkpoint_state_dict(checkpoint):
 
 
 def load_checkpoint_file(path):
-    """``torch.load`` on CPU; open-reid checkpoints hold numpy scalars, so they need ``weights_only=False``."""
+    """``torch.load`` on CPU; open-reid checkpoints hold numpy scalars, so they need ``weights_only=False``.
+
+    A missing file raises FileNotFoundError, an unreadable one (truncated, not a checkpoint) RuntimeError, both
+    naming the path."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist (MODEL.WEIGHTS or OUTPUT_DIR/last_checkpoint)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # pickle of non-tensor metadata (e.g. numpy best_mAP); the file is the user's own
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise RuntimeError(f"cannot read checkpoint {path} ({os.path.getsize(path)} bytes): "
+                               f"{type(error).__name__}: {error}. Is it a complete torch checkpoint?") from None
 
 
 def is_lf2_state_dict(state_dict):

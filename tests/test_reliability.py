@@ -1,0 +1,375 @@
+"""Failure behaviour (docs/RELIABILITY.md): every bad input stops the run with a message that says what to fix,
+and no interruption loses finished work. One test per row of the table, driving tools/train_net.py (in a
+subprocess, or its cli() in-process where only the raised error matters) on the tiny synthetic sets."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import LF2_TINY_CONFIG, LF2_TINY_EPOCHS, ROOT, TRAIN_NET, load_train_net, run_train_net
+
+BASELINE_CONFIG = os.path.join(ROOT, "tests", "configs", "baseline_tiny.yml")
+
+# Runs tools/train_net.py (argv[1]) with one fault injected, chosen by $LF2_TEST_FAULT:
+#   kill-save:N  SIGKILL itself when the N-th .pth checkpoint is renamed into place (its temp file fully written)
+#   kill-iter:N  SIGKILL itself just before iteration N
+#   term-iter:N  SIGTERM itself just before iteration N (the handler lets iteration N finish)
+FAULT_DRIVER = r"""
+import os, runpy, signal, sys
+import lf2_plugin
+from fastreid.engine import DefaultTrainer
+
+kind, n = os.environ["LF2_TEST_FAULT"].split(":")
+n = int(n)
+if kind == "kill-save":
+    real_replace, renamed = os.replace, []
+    def replace(src, dst):
+        if str(dst).endswith(".pth"):
+            renamed.append(dst)
+            if len(renamed) == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst)
+    os.replace = replace
+else:
+    real_run_step = DefaultTrainer.run_step
+    def run_step(self):
+        if self.iter == n:
+            os.kill(os.getpid(), signal.SIGKILL if kind == "kill-iter" else signal.SIGTERM)
+        return real_run_step(self)
+    DefaultTrainer.run_step = run_step
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def lf2_args(out, *opts):
+    return ["--config-file", LF2_TINY_CONFIG, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", str(LF2_TINY_EPOCHS),
+            *opts]
+
+
+def run_with_fault(fault, args, root):
+    return run_train_net(args, root, python_args=("-c", FAULT_DRIVER), extra_env={"LF2_TEST_FAULT": fault})
+
+
+def output(proc):
+    return proc.stdout + proc.stderr
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def last_checkpoint(out):
+    return (out / "last_checkpoint").read_text().strip()
+
+
+def digest(path):
+    return hashlib.sha1(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def cli_with_root(monkeypatch):
+    """tools/train_net.py's cli() in this process, reading datasets from a given root (as FASTREID_DATASETS)."""
+    import fastreid.data.build as data_build
+
+    def cli(root, argv):
+        monkeypatch.setattr(data_build, "_root", str(root))
+        monkeypatch.setenv("FASTREID_DATASETS", str(root))
+        return load_train_net().cli(argv)
+
+    return cli
+
+
+@pytest.fixture
+def duke_copy(tiny_duke_root, tmp_path):
+    """A writable copy of the tiny target, to break."""
+    root = tmp_path / "datasets"
+    shutil.copytree(tiny_duke_root, root)
+    return root
+
+
+def train_dir(root):
+    return root / "DukeMTMC-reID" / "bounding_box_train"
+
+
+# ---- dataset folder missing or wrong layout ---------------------------------------------------------------------
+def test_missing_dataset_folder_stops_before_any_model(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_train_net(lf2_args(tmp_path / "out"), str(empty))
+    assert proc.returncode == 1
+    assert f"missing {empty}/DukeMTMC-reID" in proc.stderr
+    assert "fastreid.data.datasets.dukemtmcreid.DukeMTMC reads <$FASTREID_DATASETS>/DukeMTMC-reID/" in proc.stderr
+    assert f"FASTREID_DATASETS={str(empty)!r}" in proc.stderr
+    assert "Model:" not in output(proc), "a model was built before the dataset check"
+
+
+@pytest.mark.parametrize("name, layout", [("Market1501", "Market-1501-v15.09.15/"), ("DukeMTMC", "DukeMTMC-reID/"),
+                                          ("MSMT17", "MSMT17_V1/")])
+def test_wrong_layout_names_the_class_and_expected_path(name, layout, tmp_path, monkeypatch):
+    import fastreid.data.build as data_build
+    from lf2_plugin.data.validation import DatasetError, validate_datasets
+    from lf2_plugin.engine import build_config
+
+    # the images one level too deep: the most common wrong layout
+    (tmp_path / "data" / "data" / layout.rstrip("/") / "bounding_box_train").mkdir(parents=True)
+    monkeypatch.setattr(data_build, "_root", str(tmp_path / "data"))
+    monkeypatch.setenv("FASTREID_DATASETS", str(tmp_path / "data"))
+    cfg = build_config(LF2_TINY_CONFIG, ["DATASETS.NAMES", f"('{name}',)", "DATASETS.TESTS", f"('{name}',)"])
+    with pytest.raises(DatasetError) as error:
+        validate_datasets(cfg)
+    message = str(error.value)
+    assert f"dataset {name}:" in message and f".{name} reads <$FASTREID_DATASETS>/{layout}" in message
+    assert f"FASTREID_DATASETS={str(tmp_path / 'data')!r}" in message
+
+
+def test_unregistered_dataset_name_suggests_the_closest(cli_with_root, tiny_duke_root, tmp_path):
+    from lf2_plugin.data.validation import DatasetError
+
+    with pytest.raises(DatasetError, match=r"DATASETS.NAMES names 'DukeMTMCC'.*did you mean DukeMTMC\?"):
+        cli_with_root(tiny_duke_root, lf2_args(tmp_path, "DATASETS.NAMES", "('DukeMTMCC',)"))
+
+
+# ---- file names that do not parse -------------------------------------------------------------------------------
+def test_unparsable_file_names_are_listed_with_the_pattern(cli_with_root, duke_copy, tmp_path):
+    from lf2_plugin.data.validation import DatasetError
+
+    good = sorted(train_dir(duke_copy).iterdir())[0]
+    shutil.copy(good, train_dir(duke_copy) / "IMG_2041.jpg")
+    shutil.copy(good, train_dir(duke_copy) / "0001_c9_f0000001.jpg")
+    with pytest.raises(DatasetError) as error:
+        cli_with_root(duke_copy, lf2_args(tmp_path / "out"))
+    message = str(error.value)
+    assert f"2 of 64 image names in {train_dir(duke_copy)}" in message
+    assert "IMG_2041.jpg (no <pid>_c<camera>)" in message and "0001_c9_f0000001.jpg (camera 9 not in 1-8)" in message
+    assert "e.g. 0001_c2_f0046182.jpg" in message and r"([-\d]+)_c(\d)" in message
+
+
+# ---- corrupt or truncated image ---------------------------------------------------------------------------------
+def break_images(root):
+    """Cut one train image in half (its header stays valid: PIL's verify() passes it) and overwrite one gallery
+    image with text; returns their paths."""
+    truncated = sorted(train_dir(root).iterdir())[3]
+    truncated.write_bytes(truncated.read_bytes()[:truncated.stat().st_size // 2])
+    garbage = sorted((root / "DukeMTMC-reID" / "bounding_box_test").iterdir())[0]
+    garbage.write_text("not a jpeg")
+    return str(truncated), str(garbage)
+
+
+def test_unreadable_image_is_named(cli_with_root, duke_copy, tmp_path):
+    from lf2_plugin.data.validation import DatasetError
+
+    truncated, garbage = break_images(duke_copy)
+    with pytest.raises(DatasetError) as error:
+        cli_with_root(duke_copy, lf2_args(tmp_path / "out"))
+    message = str(error.value)
+    assert "2 of 144 images cannot be read" in message and "DATASETS.SKIP_UNREADABLE_IMAGES True" in message
+    assert f"{truncated} (OSError: image file is truncated" in message and garbage in message
+
+
+def test_unreadable_images_can_be_skipped(duke_copy, tmp_path, monkeypatch, caplog):
+    import fastreid.data.build as data_build
+    from fastreid.data.common import CommDataset
+    from lf2_plugin.data.validation import validate_datasets
+    from lf2_plugin.engine import build_config
+    from lf2_plugin.engine.trainer import LF2Trainer
+
+    truncated, garbage = break_images(duke_copy)
+    monkeypatch.setattr(data_build, "_root", str(duke_copy))
+    cfg = build_config(LF2_TINY_CONFIG, ["DATASETS.SKIP_UNREADABLE_IMAGES", "True"])
+    with caplog.at_level("WARNING", logger="lf2_plugin.data.validation"):
+        report = validate_datasets(cfg)
+    assert sorted(path for path, _ in report.skipped) == sorted([truncated, garbage])
+    assert "skipping 2 unreadable images of 144" in caplog.text and truncated in caplog.text
+    assert report.counts == {"DukeMTMC": {"train": 61, "query": 35, "gallery": 46}}
+    # what the trainer and the evaluator then read: every remaining image decodes
+    items, _ = LF2Trainer.load_target_train_set(cfg)
+    assert len(items) == 61 and truncated not in [item[0] for item in items]
+    for index in range(len(items)):
+        CommDataset(items)[index]
+
+
+# ---- empty target train set, or fewer images than one batch -----------------------------------------------------
+@pytest.mark.parametrize("empty_train, batch, expected", [(True, 16, "has 0 images"), (False, 128, "has 62 images")])
+def test_train_set_smaller_than_one_batch(empty_train, batch, expected, cli_with_root, duke_copy, tmp_path):
+    from lf2_plugin.data.validation import DatasetError
+
+    if empty_train:
+        for image in train_dir(duke_copy).iterdir():
+            image.unlink()
+    with pytest.raises(DatasetError) as error:
+        cli_with_root(duke_copy, lf2_args(tmp_path / "out", "SOLVER.IMS_PER_BATCH", str(batch)))
+    message = str(error.value)
+    assert f"DATASETS.NAMES=('DukeMTMC',) {expected}" in message
+    assert f"fewer than one batch (SOLVER.IMS_PER_BATCH={batch})" in message and str(train_dir(duke_copy)) in message
+
+
+# ---- MODEL.WEIGHTS missing, unreadable or from another architecture ---------------------------------------------
+def resnet50_baseline_checkpoint(path):
+    """A Baseline checkpoint with a ResNet-50 (bottleneck blocks): the tiny configs use ResNet-18."""
+    from fastreid.modeling import build_model
+    from lf2_plugin.engine import build_config
+
+    cfg = build_config(BASELINE_CONFIG, ["MODEL.BACKBONE.DEPTH", "50x", "MODEL.BACKBONE.FEAT_DIM", "2048",
+                                         "MODEL.HEADS.NUM_CLASSES", "24"])
+    torch.save({"model": build_model(cfg).state_dict()}, path)
+    return str(path)
+
+
+def test_missing_model_weights_named_before_any_model(cli_with_root, tiny_duke_root, tmp_path):
+    missing = tmp_path / "source" / "model_best.pth"
+    with pytest.raises(FileNotFoundError, match=f"MODEL.WEIGHTS names no file; got '{missing}'"):
+        cli_with_root(tiny_duke_root, lf2_args(tmp_path / "out", "MODEL.WEIGHTS", str(missing)))
+    assert "Model:" not in (tmp_path / "out" / "log.txt").read_text()
+
+
+def test_unreadable_model_weights_are_named(cli_with_root, tiny_duke_root, tmp_path):
+    broken = tmp_path / "model_best.pth"
+    broken.write_bytes(b"PK\x03\x04 interrupted download")
+    with pytest.raises(RuntimeError, match=f"cannot read checkpoint {broken} \\(25 bytes\\).*complete torch"):
+        cli_with_root(tiny_duke_root, lf2_args(tmp_path / "out", "MODEL.WEIGHTS", str(broken)))
+
+
+def test_source_weights_of_another_backbone_into_lf2(cli_with_root, tiny_duke_root, tmp_path):
+    weights = resnet50_baseline_checkpoint(tmp_path / "resnet50_source.pth")
+    with pytest.raises(RuntimeError, match="source checkpoint did not fill the backbone"):
+        cli_with_root(tiny_duke_root, lf2_args(tmp_path / "out", "MODEL.WEIGHTS", weights))
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "Source weights -> LF2 (tensor counts)" in log
+    assert "| status" in log and "| shape mismatch" in log and "| fresh" in log
+
+
+def test_eval_only_weights_of_another_backbone(cli_with_root, tiny_market_root, tmp_path):
+    weights = resnet50_baseline_checkpoint(tmp_path / "resnet50.pth")
+    with pytest.raises(RuntimeError, match=f"{weights} does not fit this model's backbone: .* backbone tensors "
+                                           "missing or of another shape"):
+        cli_with_root(tiny_market_root, ["--config-file", BASELINE_CONFIG, "--eval-only", "MODEL.WEIGHTS", weights,
+                                         "OUTPUT_DIR", str(tmp_path / "out"), "MODEL.HEADS.NUM_CLASSES", "24"])
+
+
+# ---- unknown or mistyped config key -----------------------------------------------------------------------------
+def test_unknown_config_keys_name_the_closest_valid_key(cli_with_root, tiny_duke_root, tmp_path):
+    from lf2_plugin.engine.defaults import UnknownConfigKeyError
+
+    with pytest.raises(UnknownConfigKeyError, match="unknown config key MODEL.LF2.NUM_PART in the command-line "
+                                                    r"override; did you mean MODEL.LF2.NUM_PARTS\?"):
+        cli_with_root(tiny_duke_root, lf2_args(tmp_path / "out", "MODEL.LF2.NUM_PART", "3"))
+    config = tmp_path / "typo.yml"
+    config.write_text(f"_BASE_: {LF2_TINY_CONFIG}\nSOLVER:\n  BASE_LRR: 0.1\n")
+    with pytest.raises(UnknownConfigKeyError, match=f"SOLVER.BASE_LRR in the config file {config}; did you mean "
+                                                    r"SOLVER.BASE_LR\?"):
+        cli_with_root(tiny_duke_root, ["--config-file", str(config), "OUTPUT_DIR", str(tmp_path / "out")])
+
+
+# ---- clustering without usable labels, SIGTERM, then NaN / inf loss on resume: one short run feeds all three ----
+ALL_OUTLIERS = ("MODEL.LF2.CLUSTER.ALGORITHM", "dbscan", "MODEL.LF2.CLUSTER.DBSCAN.EPS", "0.01",
+                "MODEL.LF2.CLUSTER.DBSCAN.MIN_SAMPLES", "60")  # no point has 60 neighbours that close
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tiny_duke_root, tmp_path_factory):
+    """LF2 whose DBSCAN leaves every point an outlier, stopped by SIGTERM during iteration 1 of epoch 0."""
+    out = tmp_path_factory.mktemp("sigterm")
+    proc = run_with_fault("term-iter:1", lf2_args(out, *ALL_OUTLIERS), tiny_duke_root)
+    return out, proc
+
+
+def test_all_outlier_clustering_falls_back_and_training_goes_on(stopped_run):
+    out, proc = stopped_run
+    assert "dbscan: all 62 points are outliers (0 clusters); falling back to faiss_kmeans with k=6" in output(proc)
+    record = json.loads((out / "clustering.jsonl").read_text().splitlines()[0])
+    assert [level["fallback"] for level in record["levels"]] == ["all_outliers"] * 3
+    assert [level["num_clusters"] for level in record["levels"]] == [6] * 3
+    # trained on the fallback labels until the signal: two optimizer steps, the labels in the checkpoint
+    assert "Exception during training" not in output(proc)
+    interrupted = load(out / "model_interrupted.pth")
+    assert interrupted["iteration"] == 1 and interrupted["optimizer"]["state"], "no optimizer step was taken"
+    assert [len(set(labels.tolist())) for labels in interrupted["pseudo_labels"]] == [6] * 3
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_143(stopped_run):
+    out, proc = stopped_run
+    assert proc.returncode == 143, output(proc)[-3000:]
+    assert "Stopped by SIGTERM in epoch 0 at iteration 1" in output(proc)
+    assert "training stopped by SIGTERM" in proc.stderr and "Traceback" not in proc.stderr
+    assert last_checkpoint(out) == "model_interrupted.pth"
+    interrupted = load(out / "model_interrupted.pth")
+    assert (interrupted["epoch"], interrupted["iteration"], interrupted["interrupted_mid_epoch"]) == (-1, 1, True)
+    assert "optimizer" in interrupted and "rng" in interrupted
+    assert not list(out.glob("*.tmp.*"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(stopped_run, tiny_duke_root, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(stopped_run[0], out)
+    before = {p.name: digest(p) for p in out.glob("*.pth")}
+    # resume from the SIGTERM checkpoint with an infinite part-triplet weight: the loss is inf at once
+    proc = run_train_net(["--resume", *lf2_args(out, *ALL_OUTLIERS, "MODEL.LF2.PART_TRIPLET_WEIGHT", "1e999")],
+                         tiny_duke_root)
+    assert proc.returncode == 1
+    log = output(proc)
+    assert "Resuming from a checkpoint written mid-epoch (stopped by SIGTERM at iteration 1)" in log
+    assert "Starting training from epoch 0" in log
+    assert re.search(r"FloatingPointError: Loss became infinite or NaN at iteration 0 \(epoch 0\): "
+                     r"loss_cls=[\d.]+, loss_triplet=[\d.]+, loss_part_triplet=(inf|nan)\.", proc.stderr)
+    assert f"Training stopped; the last checkpoint, {out}/model_interrupted.pth, is intact" in proc.stderr
+    assert {p.name: digest(p) for p in out.glob("*.pth")} == before
+    assert last_checkpoint(out) == "model_interrupted.pth"
+
+
+# ---- SIGKILL during a checkpoint save and mid-epoch; --resume ---------------------------------------------------
+def test_sigkill_then_resume_matches_the_uninterrupted_run(uninterrupted, tiny_duke_root, tmp_path):
+    full_out, _ = uninterrupted
+    # 1. killed while saving model_0000.pth (the second .pth of epoch 0; model_best.pth was the first)
+    proc = run_with_fault("kill-save:2", lf2_args(tmp_path), tiny_duke_root)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "model_0000.pth").exists() and len(list(tmp_path.glob("model_0000.pth.tmp.*"))) == 1
+    assert last_checkpoint(tmp_path) == "model_best.pth" and load(tmp_path / "model_best.pth")["epoch"] == 0
+    saved = digest(tmp_path / "model_best.pth")
+    # 2. resumed, then killed mid-epoch (epoch 1, just before iteration 4)
+    proc = run_with_fault("kill-iter:4", ["--resume", *lf2_args(tmp_path)], tiny_duke_root)
+    assert proc.returncode == -signal.SIGKILL
+    assert "Starting training from epoch 1" in output(proc) and "left by a process killed while saving" in output(proc)
+    assert not list(tmp_path.glob("*.tmp.*"))
+    assert last_checkpoint(tmp_path) == "model_best.pth" and digest(tmp_path / "model_best.pth") == saved
+    # 3. resumed through epoch 1 (the learning rate is constant, so MAX_EPOCH 2 changes nothing before the end):
+    #    the same weights and metrics as the uninterrupted run after its epoch 1
+    proc = run_train_net(["--resume", *lf2_args(tmp_path, "SOLVER.MAX_EPOCH", "2")], tiny_duke_root)
+    assert proc.returncode == 0, output(proc)[-3000:]
+    assert "Starting training from epoch 1" in output(proc)
+    full = json.loads((full_out / "summary.json").read_text())["history"][1]
+    resumed = json.loads((tmp_path / "summary.json").read_text())["last"]
+    assert full["epoch"] == 1 and "mAP" in full and resumed == full
+    a, b = load(full_out / "model_0001.pth")["model"], load(tmp_path / "model_final.pth")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+# ---- Ctrl-C (source stage, fast-reid's own Baseline and DefaultTrainer) -----------------------------------------
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_market_root, tmp_path):
+    env = dict(os.environ, FASTREID_DATASETS=tiny_market_root)
+    log = tmp_path / "log.txt"
+    with subprocess.Popen([sys.executable, TRAIN_NET, "--config-file", BASELINE_CONFIG, "OUTPUT_DIR", str(tmp_path),
+                           "SOLVER.MAX_EPOCH", "100", "TEST.EVAL_PERIOD", "100"], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + 300
+        while not (log.exists() and "SIGINT (Ctrl-C) / SIGTERM now stop training" in log.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "training stopped by SIGINT" in stderr
+    assert "Stopped by SIGINT" in log.read_text()
+    assert last_checkpoint(tmp_path) == "model_interrupted.pth"
+    checkpoint = load(tmp_path / "model_interrupted.pth")
+    assert checkpoint["interrupted"] == "SIGINT" and checkpoint["interrupted_mid_epoch"]
+    assert "backbone.conv1.weight" in checkpoint["model"] and "optimizer" in checkpoint
+    assert not list(tmp_path.glob("*.tmp.*"))
