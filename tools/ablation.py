@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Ablations of LF2 on the synthetic benchmark, each the mean over several seeds.
 
-    python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthMarket2SynthDuke]
+    python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket]
 
 Per seed: one source pre-training (so direct transfer varies with the seed too), then every LF2 variant from that
 source model. Rows: direct_transfer, lf2, global_only_mt (NUM_PARTS 0: global-only mean teacher, single-level
@@ -66,7 +66,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("logs", "ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthMarket2SynthDuke"))
+    parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthDuke2SynthMarket"))
     args = parser.parse_args()
     out = os.path.abspath(args.out)
     env = dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
