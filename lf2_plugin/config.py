@@ -89,8 +89,12 @@ def _add_cluster_config(cfg):
     # MiniBatchKMeans n_init (3 = the default of sklearn 1.0.2, which LF2 pinned).
     cl.KMEANS.N_INIT = 3
     # faiss.Kmeans Lloyd iterations and training points per centroid (subsample above k * this).
-    cl.KMEANS.FAISS_NITER = 20
-    cl.KMEANS.FAISS_MAX_POINTS_PER_CENTROID = 256
+    cl.KMEANS.FAISS_NITER = 10
+    cl.KMEANS.FAISS_MAX_POINTS_PER_CENTROID = 16
+    # faiss.Kmeans start: "kmeans++" (sklearn kmeans_plusplus seeds on a sample, as MiniBatchKMeans) or "random".
+    cl.KMEANS.FAISS_INIT = "kmeans++"
+    # Sample size of the k-means++ seeding (0 = max(3 k, 1500)).
+    cl.KMEANS.FAISS_INIT_SIZE = 0
 
     cl.DBSCAN = CN()
     # DBSCAN radius on the Jaccard distance (must be < 1) and core-point neighbourhood size.
@@ -113,6 +117,8 @@ def _add_cluster_config(cfg):
     # Cells of "ivf" / "grouped_ivf" (0 = automatic from N) and cells visited per query.
     cl.KNN.IVF_NLIST = 0
     cl.KNN.IVF_NPROBE = 16
+    # grouped_ivf: a cell also searches every cell one of its points has among its this many nearest centroids.
+    cl.KNN.IVF_QUERY_PROBES = 4
     # Use faiss GPU indexes when faiss sees a GPU (falls back to CPU on any GPU error).
     cl.KNN.USE_GPU = True
     # faiss OpenMP threads (0 = leave faiss's default).
@@ -134,3 +140,5 @@ def _add_data_config(cfg):
     # Source stage: name of a target dataset whose train images are forwarded (no loss) after every step so the
     # BN statistics adapt to the target, as the official source_pretrain.py does. "" = off.
     cfg.DATASETS.TARGET_BN_ADAPT = ""
+    # Images that do not decode: False = stop before training and name them; True = leave them out (counted, logged).
+    cfg.DATASETS.SKIP_UNREADABLE_IMAGES = False

@@ -3,7 +3,7 @@
 Public API::
 
     knn_search(features, k, mode="exact", *, hnsw_m=32, hnsw_ef_construction=40, hnsw_ef_search=128,
-               ivf_nlist=0, ivf_nprobe=16, use_gpu=True, num_threads=0, seed=0) -> KnnResult
+               ivf_nlist=0, ivf_nprobe=16, ivf_query_probes=4, use_gpu=True, num_threads=0, seed=0) -> KnnResult
 
 ``features`` is an (N, d) float32 array, L2-normalised. The result holds, for every row, the ``k`` nearest rows
 of the same set (the query itself included, normally at column 0) and their *squared* L2 distances, exactly
@@ -21,7 +21,9 @@ Modes:
 * ``"grouped_ivf"``: the same inverted-file idea arranged for BLAS. ``faiss.Kmeans`` splits the points into
   ``nlist`` cells (``0`` = about ``2 sqrt(N)``); the points of a cell are searched together, exactly
   (``faiss.knn``, one matrix product), among the points of the ``nprobe`` cells whose centroids are nearest to
-  that cell's centroid. About ``nprobe / nlist`` of the exact search's work, at the exact search's
+  that cell's centroid, plus (``ivf_query_probes`` > 0) every cell that one of the cell's own points has among
+  its ``ivf_query_probes`` nearest centroids (per-query probing as in ``IndexIVFFlat``; recall 0.970 -> 0.974 at
+  N = 16,522 for +1% time). About ``nprobe / nlist`` of the exact search's work, at the exact search's
   efficiency - on a 2-core CPU it is much faster than ``IndexIVFFlat`` / ``IndexHNSWFlat`` at equal recall on
   2048-d features. Distances are exact for the neighbours found.
 
@@ -101,7 +103,7 @@ def _build_gpu_index(features, mode, ivf_nlist, ivf_nprobe, seed):
     return index, res  # keep `res` alive as long as the index
 
 
-def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu):
+def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu, query_probes=0):
     """k-NN by exact search of each k-means cell's points among the cells nearest to it (module docstring)."""
     n, d = features.shape
     if nlist <= 0:
@@ -113,15 +115,25 @@ def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu):
     kmeans.train(features)
     _, owner = kmeans.index.search(features, 1)
     owner = owner[:, 0]
-    # cell c's queries search the points of the nprobe cells whose centroids are nearest to c's centroid
+    # cell c's queries search the points of the cells any of them would probe: the union over c's points of their
+    # own nprobe nearest centroids (as IndexIVFFlat probes per query), plus c's centroid's nprobe nearest cells
     _, cell_probes = kmeans.index.search(kmeans.centroids, nprobe)
+    if query_probes > 0:
+        _, point_probes = kmeans.index.search(features, int(min(query_probes, nlist)))
+        pairs = np.unique(owner[:, None] * nlist + point_probes)
+        extra = [[] for _ in range(nlist)]
+        for c, p in zip(pairs // nlist, pairs % nlist):
+            extra[c].append(p)
+    else:
+        extra = [[] for _ in range(nlist)]
     order = np.argsort(owner, kind="stable")
     by_cell = features[order]  # points of one cell are contiguous: queries are views, databases memcpy'd slices
     bounds = np.searchsorted(owner[order], np.arange(nlist + 1))
     distances = np.full((n, k), np.inf, np.float32)
     indices = np.full((n, k), -1, np.int64)
 
-    probe_lists = [np.union1d(cell_probes[c][cell_probes[c] >= 0], [c]) for c in range(nlist)]
+    probe_lists = [np.union1d(np.union1d(cell_probes[c][cell_probes[c] >= 0], [c]), np.asarray(extra[c], np.int64))
+                   for c in range(nlist)]
     sizes = np.diff(bounds)
     # one reused database buffer: a fresh array per cell costs more in page faults than the search itself
     buffer = np.empty((max(int(sizes[p].sum()) for p in probe_lists), d), np.float32)
@@ -155,7 +167,7 @@ def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu):
 
 
 def knn_search(features, k, mode="exact", *, hnsw_m=32, hnsw_ef_construction=40, hnsw_ef_search=128,
-               ivf_nlist=0, ivf_nprobe=16, use_gpu=True, num_threads=0, seed=0):
+               ivf_nlist=0, ivf_nprobe=16, ivf_query_probes=4, use_gpu=True, num_threads=0, seed=0):
     """Return the ``k`` nearest neighbours of every row of ``features`` among all rows (see module docstring)."""
     import time
 
@@ -178,7 +190,8 @@ def knn_search(features, k, mode="exact", *, hnsw_m=32, hnsw_ef_construction=40,
             logger.warning("faiss GPU %s search failed (%s); falling back to CPU", mode, exc)
             distances = indices = None
     if distances is None and mode == "grouped_ivf":
-        distances, indices = _grouped_ivf_search(features, k_eff, ivf_nlist, ivf_nprobe, seed, use_gpu)
+        distances, indices = _grouped_ivf_search(features, k_eff, ivf_nlist, ivf_nprobe, seed, use_gpu,
+                                                 query_probes=ivf_query_probes)
     if distances is None:
         index = _build_cpu_index(features, mode, hnsw_m, hnsw_ef_construction, hnsw_ef_search,
                                  ivf_nlist, ivf_nprobe, seed)
