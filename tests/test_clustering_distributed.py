@@ -44,6 +44,7 @@ def _worker(rank, port, out_dir):
         np.savez(os.path.join(out_dir, f"rank{rank}.npz"), single=single.labels, centroids=single.centroids,
                  gathered=gathered.labels, **{f"level{i}": r.labels for i, r in enumerate(levels)})
     finally:
+        dist.barrier()  # no rank tears its gloo group down while the other still uses it
         dist.destroy_process_group()
 
 

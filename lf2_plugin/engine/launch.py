@@ -74,5 +74,6 @@ def _distributed_worker(local_rank, main_func, world_size, num_per_machine, mach
     comm.synchronize()
     try:
         main_func(*args)
+        comm.synchronize()  # no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
