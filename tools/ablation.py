@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from demo import METRICS, ROOT, metrics_row, read_json, target_tests, train_net  # noqa: E402
+from demo import METRICS, ROOT, adapt, datasets_env, source_and_direct_transfer  # noqa: E402
 
 VARIANTS = {
     "lf2": [],
@@ -30,20 +30,9 @@ VARIANTS = {
 
 def run_seed(out, config_dir, seed, env):
     seed_dir = os.path.join(out, f"seed{seed}")
-    source_dir = os.path.join(seed_dir, "source")
-    source_cfg = os.path.join(config_dir, "source.yml")
-    lf2_cfg = os.path.join(config_dir, "lf2.yml")
-    train_net(source_cfg, source_dir, "SEED", str(seed), env=env)
-    weights = os.path.join(source_dir, "model_final.pth")
-    direct_dir = os.path.join(seed_dir, "direct_transfer")
-    train_net(source_cfg, direct_dir, "MODEL.WEIGHTS", weights, "DATASETS.TESTS", target_tests(lf2_cfg),
-              "SEED", str(seed), flags=("--eval-only",), env=env)
-    rows = [metrics_row("direct_transfer", read_json(os.path.join(direct_dir, "eval_results.json")))]
-    for name, opts in VARIANTS.items():
-        run_dir = os.path.join(seed_dir, name)
-        train_net(lf2_cfg, run_dir, "MODEL.WEIGHTS", weights, "SEED", str(seed), *opts, env=env)
-        rows.append(metrics_row(name, read_json(os.path.join(run_dir, "summary.json"))["last"]))
-    return rows
+    weights, direct_row = source_and_direct_transfer(seed_dir, config_dir, seed, env)
+    return [direct_row] + [adapt(name, config_dir, os.path.join(seed_dir, name), weights, seed, opts, env)
+                           for name, opts in VARIANTS.items()]
 
 
 def aggregate(per_seed):
@@ -69,7 +58,7 @@ def main():
     parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthDuke2SynthMarket"))
     args = parser.parse_args()
     out = os.path.abspath(args.out)
-    env = dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
+    env = datasets_env()
     start = time.perf_counter()
     per_seed = {seed: run_seed(out, args.config_dir, seed, env) for seed in args.seeds}
     summary = {"rows": aggregate(per_seed), "seconds": round(time.perf_counter() - start, 1)}

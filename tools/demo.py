@@ -42,20 +42,39 @@ def read_json(path):
         return json.load(f)
 
 
+def datasets_env():
+    """The environment of every step: ``FASTREID_DATASETS`` defaults to ``<repo>/datasets``."""
+    return dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
+
+
+def source_and_direct_transfer(out, config_dir, seed, env):
+    """Source training in <out>/source, then its model on the target test set in <out>/direct_transfer.
+
+    Returns the source weights and the direct-transfer row.
+    """
+    source_config, lf2_config = (os.path.join(config_dir, name) for name in ("source.yml", "lf2.yml"))
+    source_dir, direct_dir = os.path.join(out, "source"), os.path.join(out, "direct_transfer")
+    train_net(source_config, source_dir, "SEED", str(seed), env=env)
+    weights = os.path.join(source_dir, "model_final.pth")
+    # Direct transfer: the source model on the target test set, through the source config's model definition.
+    train_net(source_config, direct_dir, "MODEL.WEIGHTS", weights, "DATASETS.TESTS", target_tests(lf2_config),
+              "SEED", str(seed), flags=("--eval-only",), env=env)
+    return weights, metrics_row("direct_transfer", read_json(os.path.join(direct_dir, "eval_results.json")))
+
+
+def adapt(name, config_dir, run_dir, weights, seed, opts, env):
+    """One LF2 adaptation from ``weights`` in ``run_dir``; returns its last-epoch row named ``name``."""
+    train_net(os.path.join(config_dir, "lf2.yml"), run_dir, "MODEL.WEIGHTS", weights, "SEED", str(seed), *opts,
+              env=env)
+    return metrics_row(name, read_json(os.path.join(run_dir, "summary.json"))["last"])
+
+
 def run_demo(out, config_dir, seed, lf2_opts=()):
     start = time.perf_counter()
-    env = dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
-    seed_opts = ["SEED", str(seed)]
-    source_dir, direct_dir, lf2_dir = (os.path.join(out, d) for d in ("source", "direct_transfer", "lf2"))
-    train_net(os.path.join(config_dir, "source.yml"), source_dir, *seed_opts, env=env)
-    source_weights = os.path.join(source_dir, "model_final.pth")
-    lf2_config = os.path.join(config_dir, "lf2.yml")
-    # Direct transfer: the source model on the target test set, through the source config's model definition.
-    train_net(os.path.join(config_dir, "source.yml"), direct_dir, "MODEL.WEIGHTS", source_weights,
-              "DATASETS.TESTS", target_tests(lf2_config), *seed_opts, flags=("--eval-only",), env=env)
-    train_net(lf2_config, lf2_dir, "MODEL.WEIGHTS", source_weights, *seed_opts, *lf2_opts, env=env)
-    rows = [metrics_row("direct_transfer", read_json(os.path.join(direct_dir, "eval_results.json"))),
-            metrics_row("lf2", read_json(os.path.join(lf2_dir, "summary.json"))["last"])]
+    env = datasets_env()
+    weights, direct_row = source_and_direct_transfer(out, config_dir, seed, env)
+    lf2_dir = os.path.join(out, "lf2")
+    rows = [direct_row, adapt("lf2", config_dir, lf2_dir, weights, seed, lf2_opts, env)]
     summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1)}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
