@@ -310,3 +310,33 @@ def ddp_without_device_ids_on_cpu():
 
     distributed_data_parallel._lf2_compat = True
     defaults.DistributedDataParallel = distributed_data_parallel
+
+
+@_fix
+def writer_once_per_iteration():
+    """PeriodicWriter writes again after_epoch at the iteration after_step wrote: ZeroDivisionError before warm-up."""
+    from fastreid.engine.hooks import PeriodicWriter
+
+    if getattr(PeriodicWriter.after_epoch, "_lf2_compat", False):
+        return
+
+    # CommonMetricPrinter estimates ETA from the iterations since its last write while IterationTimer is warming up;
+    # a second write at the same iteration divides by zero (and otherwise only repeats the same line).
+    def write_once(self):
+        iteration = self.trainer.storage.iter
+        if getattr(self, "_lf2_last_written", None) == iteration:
+            return
+        self._lf2_last_written = iteration
+        for writer in self._writers:
+            writer.write()
+
+    def after_step(self):
+        if (self.trainer.iter + 1) % self._period == 0 or self.trainer.iter == self.trainer.max_iter - 1:
+            write_once(self)
+
+    def after_epoch(self):
+        write_once(self)
+
+    after_step._lf2_compat = after_epoch._lf2_compat = True
+    PeriodicWriter.after_step = after_step
+    PeriodicWriter.after_epoch = after_epoch

@@ -22,7 +22,7 @@ from PIL import Image  # noqa: E402
 RUNTIME_FIXES = [
     "optimizer_not_contiguous", "cpu_dataloader", "amp_requires_cuda", "cpu_rerank", "random_affine_kwargs",
     "eval_period_zero", "collator_numpy_scalars", "ranker_never_exits", "preprocess_not_inplace",
-    "ddp_without_device_ids_on_cpu",
+    "ddp_without_device_ids_on_cpu", "writer_once_per_iteration",
 ]
 
 
@@ -199,6 +199,31 @@ def check_ddp_without_device_ids_on_cpu():
         defaults.DistributedDataParallel(torch.nn.Linear(2, 2), device_ids=[0], broadcast_buffers=False)
     finally:
         dist.destroy_process_group()
+
+
+def check_writer_once_per_iteration():
+    from fastreid.engine.hooks import PeriodicWriter
+    from fastreid.utils.events import CommonMetricPrinter, EventStorage
+
+    class OneEpochOfTwoIterations:
+        iter, max_iter = 1, 10  # the epoch's last step, before IterationTimer's 3-iteration warm-up is over
+
+    printed = []
+
+    class CountingPrinter(CommonMetricPrinter):
+        def write(self):
+            super().write()
+            printed.append(self._last_write[0])
+
+    hook = PeriodicWriter([CountingPrinter(max_iter=10)], period=2)
+    with EventStorage(0) as storage:
+        hook.trainer = OneEpochOfTwoIterations()
+        hook.trainer.storage = storage
+        storage.iter, storage.epoch = 1, 0
+        storage.put_scalar("lr", 0.1)
+        hook.after_step()
+        hook.after_epoch()  # upstream: ZeroDivisionError in the printer's ETA estimate
+    assert printed == [1], f"expected one write at iteration 1, got {printed}"
 
 
 def run_all():
