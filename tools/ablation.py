@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Ablations of LF2 on the synthetic benchmark, each the mean over several seeds.
 
-    python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket]
+    python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket] [--reuse]
 
 Per seed: one source pre-training (so direct transfer varies with the seed too), then every LF2 variant from that
 source model. Rows: direct_transfer, lf2, global_only_mt (NUM_PARTS 0: global-only mean teacher, single-level
 clustering), lf2_no_fusion (levels 1..K cluster the teacher's own stripes), lf2_fusion_loss (FUSION.LOSS_WEIGHT
 > 0). Writes ``<out>/summary.json``: {"rows": [{"name", "mAP", "Rank-1", "Rank-5", "Rank-10", "std": {...},
-"seeds": [{"seed", ...}]}], "seconds"} and prints mean ± standard deviation.
+"seeds": [{"seed", ...}]}], "seconds", "pseudo_labels": {variant: [per level]}} and prints mean ± standard
+deviation. ``--reuse`` keeps the steps an earlier, interrupted run finished.
 """
 import argparse
 import json
@@ -20,6 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from demo import METRICS, ROOT, adapt, datasets_env, source_and_direct_transfer  # noqa: E402
 
+# How well each level's last-epoch pseudo labels match the true target ids (never seen by training): NMI, pairwise F1
+PSEUDO_LABEL_METRICS = ("nmi", "pairwise_precision", "pairwise_recall", "pairwise_f1")
+
 VARIANTS = {
     "lf2": [],
     "global_only_mt": ["MODEL.LF2.NUM_PARTS", "0"],
@@ -28,11 +32,35 @@ VARIANTS = {
 }
 
 
-def run_seed(out, config_dir, seed, env):
+def run_seed(out, config_dir, seed, env, reuse=False):
     seed_dir = os.path.join(out, f"seed{seed}")
-    weights, direct_row = source_and_direct_transfer(seed_dir, config_dir, seed, env)
-    return [direct_row] + [adapt(name, config_dir, os.path.join(seed_dir, name), weights, seed, opts, env)
+    weights, direct_row = source_and_direct_transfer(seed_dir, config_dir, seed, env, reuse=reuse)
+    return [direct_row] + [adapt(name, config_dir, os.path.join(seed_dir, name), weights, seed, opts, env, reuse)
                            for name, opts in VARIANTS.items()]
+
+
+def last_epoch_pseudo_labels(run_dir):
+    """Per level, the last epoch's pseudo-label quality against the true ids (logged by the clustering hook)."""
+    with open(os.path.join(run_dir, "clustering.jsonl")) as f:
+        last = [json.loads(line) for line in f if line.strip()][-1]
+    return [{k: level[k] for k in PSEUDO_LABEL_METRICS} for level in last["levels"]]
+
+
+def aggregate_pseudo_labels(out, seeds):
+    """{variant: [per level: mean and standard deviation over seeds of the last epoch's NMI, pairwise F1, ...]}."""
+    table = {}
+    for name in VARIANTS:
+        per_seed = [last_epoch_pseudo_labels(os.path.join(out, f"seed{seed}", name)) for seed in seeds]
+        levels = []
+        for level in range(len(per_seed[0])):
+            row = {"level": level}
+            for k in PSEUDO_LABEL_METRICS:
+                series = [levels_[level][k] for levels_ in per_seed]
+                row[k] = round(statistics.mean(series), 4)
+                row.setdefault("std", {})[k] = round(statistics.stdev(series), 4) if len(series) > 1 else 0.0
+            levels.append(row)
+        table[name] = levels
+    return table
 
 
 def aggregate(per_seed):
@@ -56,17 +84,26 @@ def main():
     parser.add_argument("--out", default=os.path.join("logs", "ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthDuke2SynthMarket"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the steps an earlier run under --out finished (e.g. after an interruption)")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
     env = datasets_env()
     start = time.perf_counter()
-    per_seed = {seed: run_seed(out, args.config_dir, seed, env) for seed in args.seeds}
-    summary = {"rows": aggregate(per_seed), "seconds": round(time.perf_counter() - start, 1)}
+    per_seed = {seed: run_seed(out, args.config_dir, seed, env, args.reuse) for seed in args.seeds}
+    summary = {"rows": aggregate(per_seed), "seconds": round(time.perf_counter() - start, 1),
+               "pseudo_labels": aggregate_pseudo_labels(out, args.seeds)}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print("| method | " + " | ".join(METRICS) + " |\n" + "|---" * (len(METRICS) + 1) + "|")
     for row in summary["rows"]:
         print(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in METRICS) + " |")
+    print("\nlast-epoch pseudo labels vs true ids (mean ± std over seeds)\n| method | level | "
+          + " | ".join(PSEUDO_LABEL_METRICS) + " |\n" + "|---" * (len(PSEUDO_LABEL_METRICS) + 2) + "|")
+    for name, levels in summary["pseudo_labels"].items():
+        for row in levels:
+            print(f"| {name} | {row['level']} | "
+                  + " | ".join(f"{row[k]:.3f} ± {row['std'][k]:.3f}" for k in PSEUDO_LABEL_METRICS) + " |")
 
 
 if __name__ == "__main__":

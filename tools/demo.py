@@ -19,10 +19,16 @@ TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 METRICS = ("mAP", "Rank-1", "Rank-5", "Rank-10")
 
 
-def train_net(config, out_dir, *opts, flags=(), env=None):
-    """Run tools/train_net.py; its log goes to <out_dir>/stdout.log. Returns the process."""
+def train_net(config, out_dir, *opts, flags=(), env=None, reuse_if=None):
+    """Run tools/train_net.py; its log goes to <out_dir>/stdout.log.
+
+    With ``reuse_if`` (a file name a finished run leaves in ``out_dir``) an earlier finished run is kept instead.
+    """
     os.makedirs(out_dir, exist_ok=True)
     cmd = [sys.executable, TRAIN_NET, "--config-file", config, *flags, "OUTPUT_DIR", out_dir, *opts]
+    if reuse_if and os.path.exists(os.path.join(out_dir, reuse_if)):
+        print(f"reusing the finished run in {out_dir} (remove it to run again): {' '.join(cmd[1:])}", flush=True)
+        return None
     print("$", " ".join(cmd), flush=True)
     with open(os.path.join(out_dir, "stdout.log"), "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -47,25 +53,25 @@ def datasets_env():
     return dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
 
 
-def source_and_direct_transfer(out, config_dir, seed, env):
+def source_and_direct_transfer(out, config_dir, seed, env, reuse=False):
     """Source training in <out>/source, then its model on the target test set in <out>/direct_transfer.
 
-    Returns the source weights and the direct-transfer row.
+    Returns the source weights and the direct-transfer row. ``reuse`` keeps steps an earlier call finished.
     """
     source_config, lf2_config = (os.path.join(config_dir, name) for name in ("source.yml", "lf2.yml"))
     source_dir, direct_dir = os.path.join(out, "source"), os.path.join(out, "direct_transfer")
-    train_net(source_config, source_dir, "SEED", str(seed), env=env)
+    train_net(source_config, source_dir, "SEED", str(seed), env=env, reuse_if=reuse and "model_final.pth")
     weights = os.path.join(source_dir, "model_final.pth")
     # Direct transfer: the source model on the target test set, through the source config's model definition.
     train_net(source_config, direct_dir, "MODEL.WEIGHTS", weights, "DATASETS.TESTS", target_tests(lf2_config),
-              "SEED", str(seed), flags=("--eval-only",), env=env)
+              "SEED", str(seed), flags=("--eval-only",), env=env, reuse_if=reuse and "eval_results.json")
     return weights, metrics_row("direct_transfer", read_json(os.path.join(direct_dir, "eval_results.json")))
 
 
-def adapt(name, config_dir, run_dir, weights, seed, opts, env):
+def adapt(name, config_dir, run_dir, weights, seed, opts, env, reuse=False):
     """One LF2 adaptation from ``weights`` in ``run_dir``; returns its last-epoch row named ``name``."""
     train_net(os.path.join(config_dir, "lf2.yml"), run_dir, "MODEL.WEIGHTS", weights, "SEED", str(seed), *opts,
-              env=env)
+              env=env, reuse_if=reuse and "summary.json")
     return metrics_row(name, read_json(os.path.join(run_dir, "summary.json"))["last"])
 
 

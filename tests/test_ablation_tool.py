@@ -1,0 +1,64 @@
+"""tools/ablation.py: mean ± std over seeds, per-level pseudo-label quality, and --reuse of finished steps."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+
+import ablation  # noqa: E402
+
+METRICS = {"mAP": 50.0, "Rank-1": 60.0, "Rank-5": 80.0, "Rank-10": 90.0}
+
+
+def write_json(path, obj, lines=False):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(json.dumps(o) for o in obj) if lines else json.dumps(obj))
+
+
+def finished_seed(out, seed, offset):
+    """The files a finished seed leaves: source model, direct-transfer results, each variant's summary + clustering."""
+    seed_dir = os.path.join(out, f"seed{seed}")
+    write_json(os.path.join(seed_dir, "source", "model_final.pth"), {})
+    write_json(os.path.join(seed_dir, "direct_transfer", "eval_results.json"), {k: v - 20 for k, v in METRICS.items()})
+    for i, name in enumerate(ablation.VARIANTS):
+        write_json(os.path.join(seed_dir, name, "summary.json"),
+                   {"last": {k: v + i + offset for k, v in METRICS.items()}})
+        level = {"nmi": 0.8 + 0.01 * offset, "pairwise_precision": 0.5, "pairwise_recall": 0.4, "pairwise_f1": 0.45}
+        epochs = [{"epoch": 0, "levels": [dict(level, nmi=0.1)] * 3}, {"epoch": 1, "levels": [level] * 3}]
+        write_json(os.path.join(seed_dir, name, "clustering.jsonl"), epochs, lines=True)
+
+
+def test_reuse_aggregates_finished_runs_without_training(tmp_path, monkeypatch):
+    out = str(tmp_path)
+    for seed, offset in ((1, 0.0), (2, 2.0)):
+        finished_seed(out, seed, offset)
+    per_seed = {seed: ablation.run_seed(out, "configs/SynthDuke2SynthMarket", seed, env={}, reuse=True)
+                for seed in (1, 2)}
+    rows = {row["name"]: row for row in ablation.aggregate(per_seed)}
+    assert list(rows) == ["direct_transfer", *ablation.VARIANTS]
+    assert rows["direct_transfer"]["mAP"] == 30.0 and rows["direct_transfer"]["std"]["mAP"] == 0.0
+    assert rows["lf2"]["mAP"] == 51.0 and rows["lf2"]["std"]["mAP"] == pytest.approx(1.41, abs=0.01)
+    assert [s["mAP"] for s in rows["global_only_mt"]["seeds"]] == [51.0, 53.0]
+    quality = ablation.aggregate_pseudo_labels(out, (1, 2))
+    assert [level["level"] for level in quality["lf2"]] == [0, 1, 2]
+    assert quality["lf2"][0]["nmi"] == pytest.approx(0.81)  # the last epoch, not the first
+    assert quality["lf2"][0]["std"]["pairwise_f1"] == 0.0
+
+
+def test_without_reuse_a_missing_step_is_run(tmp_path, monkeypatch):
+    finished_seed(str(tmp_path), 1, 0.0)
+    commands = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        raise RuntimeError("stop after the first command")
+
+    import demo
+
+    monkeypatch.setattr(demo.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError):
+        ablation.run_seed(str(tmp_path), "configs/SynthDuke2SynthMarket", 1, env={}, reuse=False)
+    assert "source.yml" in " ".join(commands[0])
