@@ -44,6 +44,9 @@ def _add_model_config(cfg):
     cfg.MODEL.LF2.PART_TRIPLET_WEIGHT = 0.5
     # Eval descriptor L2-normalised per view (official protocol normalises each view before the flip sum).
     cfg.MODEL.LF2.EVAL_NORMALIZE = False
+    # Teacher features in the eval descriptor: "concat" = [g, f_1..f_K] (paper), "global" = g, "parts" = [f_1..f_K]
+    # (the latter two to see what each branch contributes to retrieval).
+    cfg.MODEL.LF2.EVAL_FEATURE = "concat"
     # Source checkpoints: also copy the source BNNeck into the global BN (official: the global BN starts fresh).
     cfg.MODEL.LF2.SOURCE_BNNECK_TO_GLOBAL_BN = False
 

@@ -89,6 +89,21 @@ def test_shapes_for_any_number_of_stripes(backbone, num_parts):
     assert not model.training  # clustering_features restores the mode it found
 
 
+def test_eval_feature_selects_global_or_parts_of_the_concatenated_descriptor():
+    batch = make_batch(3)
+    descriptors = {}
+    for feature in ("concat", "global", "parts"):
+        model = make_model(extra=["MODEL.LF2.EVAL_FEATURE", feature]).eval()
+        with torch.no_grad():
+            descriptors[feature] = model(batch)
+    assert torch.equal(descriptors["concat"], torch.cat([descriptors["global"], descriptors["parts"]], dim=1))
+    assert descriptors["global"].shape == (BATCH, 512) and descriptors["parts"].shape == (BATCH, 1024)
+    with pytest.raises(ValueError, match="EVAL_FEATURE must be one of .* got 'parts' with 0 parts"):
+        make_model(num_parts=0, extra=["MODEL.LF2.EVAL_FEATURE", "parts"])
+    with pytest.raises(ValueError, match="got 'part'"):
+        make_model(extra=["MODEL.LF2.EVAL_FEATURE", "part"])
+
+
 def test_num_parts_zero_is_a_global_only_mean_teacher():
     model = make_model(num_parts=0)
     batch = make_batch(1)

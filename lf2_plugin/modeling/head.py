@@ -14,6 +14,7 @@ from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from .fusion import POOL_TYPES, ChannelAttention, FeatureNorm, PooledMap
 
 EXPERT_TYPES = ("concat", "sum")
+EVAL_FEATURES = ("concat", "global", "parts")
 
 
 def split_stripes(feature_map, num_parts):
@@ -120,6 +121,13 @@ class LF2Head(nn.Module):
             ]
         return outputs
 
-    def descriptor(self, outputs):
-        """The retrieval descriptor concat(g, f_1, ..., f_K) [B, (K+1)·C] of :meth:`forward`'s outputs."""
-        return torch.cat([outputs["global"]] + outputs["parts"], dim=1)
+    def descriptor(self, outputs, feature="concat"):
+        """The retrieval descriptor of :meth:`forward`'s outputs: ``feature`` "concat" = [g, f_1, ..., f_K]
+        [B, (K+1)·C] (paper), "global" = g [B, C], "parts" = [f_1, ..., f_K] [B, K·C]."""
+        if feature not in EVAL_FEATURES:
+            raise ValueError(f"MODEL.LF2.EVAL_FEATURE must be one of {EVAL_FEATURES}, got {feature!r}")
+        if feature == "parts" and not outputs["parts"]:
+            raise ValueError("MODEL.LF2.EVAL_FEATURE 'parts' needs MODEL.LF2.NUM_PARTS >= 1")
+        selected = {"concat": [outputs["global"]] + outputs["parts"], "global": [outputs["global"]],
+                    "parts": outputs["parts"]}[feature]
+        return torch.cat(selected, dim=1)

@@ -15,7 +15,7 @@ from fastreid.utils import events
 
 from ..compat import normalized_images
 from .fusion import FusionModule, PooledMap
-from .head import LF2Head, split_stripes
+from .head import EVAL_FEATURES, LF2Head, split_stripes
 from .losses import batch_hard_triplet_loss, label_smooth_cross_entropy
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ class LF2(nn.Module):
       mode and :meth:`ema_update` also averages its BN buffers. The Fusion Module's BNs always run in the model's
       mode, so their running stats come from the training batches, as in the official code.
     - Eval forward (``model.eval()``; ``model(batch)``): the teacher's concat(g, f_1..f_K), [B, (K+1)·C], not
-      normalised unless ``MODEL.LF2.EVAL_NORMALIZE``.
+      normalised unless ``MODEL.LF2.EVAL_NORMALIZE``; ``MODEL.LF2.EVAL_FEATURE`` "global" / "parts" keeps only g /
+      only the parts.
     - :meth:`ema_update` after every optimizer step; :meth:`clustering_features` for the clustering hook;
       :meth:`reset_classifier` after clustering; :meth:`load_source_checkpoint` for source-stage weights.
     - Checkpoints: an LF2 checkpoint has ``teacher.*`` keys (load it with fast-reid's Checkpointer); one without
@@ -76,7 +77,7 @@ class LF2(nn.Module):
     @configurable
     def __init__(self, *, backbone, heads, fusion, pixel_mean, pixel_std, ema_alpha=0.999,
                  teacher_bn_update="forward", fusion_enabled=True, fusion_loss_weight=0.0,
-                 part_triplet_weight=0.5, eval_normalize=False, source_bnneck_to_global_bn=False,
+                 part_triplet_weight=0.5, eval_normalize=False, eval_feature="concat", source_bnneck_to_global_bn=False,
                  loss_kwargs=None):
         super().__init__()
         if not isinstance(heads, LF2Head):
@@ -86,6 +87,10 @@ class LF2(nn.Module):
                              f"got {teacher_bn_update!r}")
         if fusion_loss_weight > 0 and not fusion_enabled:
             raise ValueError("MODEL.LF2.FUSION.LOSS_WEIGHT > 0 needs MODEL.LF2.FUSION.ENABLED: True")
+        # checked here, not at the first evaluation hours into training
+        if eval_feature not in EVAL_FEATURES or (eval_feature == "parts" and heads.num_parts == 0):
+            raise ValueError(f"MODEL.LF2.EVAL_FEATURE must be one of {EVAL_FEATURES} ('parts' needs "
+                             f"MODEL.LF2.NUM_PARTS >= 1), got {eval_feature!r} with {heads.num_parts} parts")
         if fusion.num_parts != heads.num_parts:
             raise ValueError(f"Fusion Module has {fusion.num_parts} parts, the head {heads.num_parts}")
         self.backbone = backbone
@@ -100,6 +105,7 @@ class LF2(nn.Module):
         self.fusion_loss_weight = fusion_loss_weight
         self.part_triplet_weight = part_triplet_weight
         self.eval_normalize = eval_normalize
+        self.eval_feature = eval_feature
         self.source_bnneck_to_global_bn = source_bnneck_to_global_bn
         self.loss_kwargs = loss_kwargs or {"ce": {"eps": 0.1, "alpha": 0.2, "scale": 1.0},
                                            "tri": {"margin": 0.0, "norm_feat": False, "hard_mining": True,
@@ -121,6 +127,7 @@ class LF2(nn.Module):
             "fusion_loss_weight": lf2.FUSION.LOSS_WEIGHT,
             "part_triplet_weight": lf2.PART_TRIPLET_WEIGHT,
             "eval_normalize": lf2.EVAL_NORMALIZE,
+            "eval_feature": lf2.EVAL_FEATURE,
             "source_bnneck_to_global_bn": lf2.SOURCE_BNNECK_TO_GLOBAL_BN,
             "loss_kwargs": {
                 "ce": {"eps": cfg.MODEL.LOSSES.CE.EPSILON, "alpha": cfg.MODEL.LOSSES.CE.ALPHA,
@@ -161,11 +168,12 @@ class LF2(nn.Module):
         return loss_dict
 
     def inference(self, batched_inputs):
-        """The teacher's concat(g, f_1, ..., f_K) descriptor, [B, (K+1)·C]."""
+        """The teacher's concat(g, f_1, ..., f_K) descriptor, [B, (K+1)·C] (``MODEL.LF2.EVAL_FEATURE``: or g, or
+        the parts alone)."""
         images = self.preprocess_image(batched_inputs)
         teacher_outputs = self.teacher.heads(self.teacher.backbone(images), with_logits=False,
                                              with_attention=False)
-        descriptor = self.teacher.heads.descriptor(teacher_outputs)
+        descriptor = self.teacher.heads.descriptor(teacher_outputs, self.eval_feature)
         return F.normalize(descriptor, dim=1) if self.eval_normalize else descriptor
 
     def _split_levels(self, batched_inputs):
