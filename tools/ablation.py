@@ -39,6 +39,12 @@ def run_seed(out, config_dir, seed, env, reuse=False):
                            for name, opts in VARIANTS.items()]
 
 
+def mean_and_std(series, digits):
+    """Mean and sample standard deviation over seeds (0 for a single seed), rounded."""
+    std = statistics.stdev(series) if len(series) > 1 else 0.0
+    return round(statistics.mean(series), digits), round(std, digits)
+
+
 def last_epoch_pseudo_labels(run_dir):
     """Per level, the last epoch's pseudo-label quality against the true ids (logged by the clustering hook)."""
     with open(os.path.join(run_dir, "clustering.jsonl")) as f:
@@ -56,8 +62,7 @@ def aggregate_pseudo_labels(out, seeds):
             row = {"level": level}
             for k in PSEUDO_LABEL_METRICS:
                 series = [levels_[level][k] for levels_ in per_seed]
-                row[k] = round(statistics.mean(series), 4)
-                row.setdefault("std", {})[k] = round(statistics.stdev(series), 4) if len(series) > 1 else 0.0
+                row[k], row.setdefault("std", {})[k] = mean_and_std(series, digits=4)
             levels.append(row)
         table[name] = levels
     return table
@@ -72,8 +77,7 @@ def aggregate(per_seed):
         row = {"name": name}
         for k in METRICS:
             series = [v[k] for _, v in values]
-            row[k] = round(statistics.mean(series), 2)
-            row.setdefault("std", {})[k] = round(statistics.stdev(series), 2) if len(series) > 1 else 0.0
+            row[k], row.setdefault("std", {})[k] = mean_and_std(series, digits=2)
         row["seeds"] = [{"seed": seed, **{k: v[k] for k in METRICS}} for seed, v in values]
         rows.append(row)
     return rows

@@ -69,10 +69,10 @@ def pair_co_clustering(pids, labels, groups):
     pids, labels = np.asarray(pids), np.asarray(labels)
     upper = np.triu(np.ones((len(pids), len(pids)), dtype=bool), k=1)
     together = (labels[:, None] == labels[None]) & (labels[:, None] >= 0)
-    group_of = [groups.get(int(pid), (None, -1, ""))[:2] for pid in pids]
-    half_of = np.array([groups.get(int(pid), (None, -1, ""))[2] for pid in pids])
-    keys = {key: i for i, key in enumerate(sorted(set(group_of), key=str))}
-    group_index = np.array([keys[g] if g[1] >= 0 else -1 for g in group_of])
+    entries = [groups.get(int(pid)) for pid in pids]
+    group_ids = {}  # (split, group) -> index; ungrouped identities get -1
+    group_index = np.array([-1 if e is None else group_ids.setdefault(e[:2], len(group_ids)) for e in entries])
+    half_of = np.array(["" if e is None else e[2] for e in entries])
     same_id = pids[:, None] == pids[None]
     mates = (group_index[:, None] == group_index[None]) & (group_index[:, None] >= 0) & ~same_id
     kinds = {"same_identity": same_id, "group_mates": mates,
