@@ -62,3 +62,25 @@ def test_without_reuse_a_missing_step_is_run(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         ablation.run_seed(str(tmp_path), "configs/SynthDuke2SynthMarket", 1, env={}, reuse=False)
     assert "source.yml" in " ".join(commands[0])
+
+
+def test_variants_common_overrides_and_sources(tmp_path, monkeypatch):
+    """--variants runs only those, trailing KEY VALUE pairs reach every variant before its own override, and
+    --sources takes an earlier ablation's source model and direct transfer (a missing one is named)."""
+    sources, out = str(tmp_path / "base"), str(tmp_path / "study")
+    finished_seed(sources, 1, 0.0)
+    commands = []
+
+    def fake_adapt(name, config_dir, run_dir, weights, seed, opts, env, reuse=False):
+        commands.append((name, weights, list(opts)))
+        return {"name": name, **METRICS}
+
+    monkeypatch.setattr(ablation, "adapt", fake_adapt)
+    rows = ablation.run_seed(out, "configs/SynthDuke2SynthMarket", 1, env={}, variants=["global_only_mt"],
+                             common_opts=["MODEL.LF2.TEACHER.EMA_ALPHA", "0.95"], sources=sources)
+    assert [row["name"] for row in rows] == ["direct_transfer", "global_only_mt"]
+    assert rows[0]["mAP"] == 30.0
+    assert commands == [("global_only_mt", os.path.join(sources, "seed1", "source", "model_final.pth"),
+                         ["MODEL.LF2.TEACHER.EMA_ALPHA", "0.95", "MODEL.LF2.NUM_PARTS", "0"])]
+    with pytest.raises(SystemExit, match=r"seed2.source.model_final\.pth does not exist"):
+        ablation.run_seed(out, "configs/SynthDuke2SynthMarket", 2, env={}, sources=sources)

@@ -2,13 +2,16 @@
 """Ablations of LF2 on the synthetic benchmark, each the mean over several seeds.
 
     python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket] [--reuse]
+                             [--sources logs/ablation] [--variants lf2 global_only_mt ...] [-- KEY VALUE ...]
 
 Per seed: one source pre-training (so direct transfer varies with the seed too), then every LF2 variant from that
 source model. Rows: direct_transfer, lf2, global_only_mt (NUM_PARTS 0: global-only mean teacher, single-level
 clustering), lf2_no_fusion (levels 1..K cluster the teacher's own stripes), lf2_fusion_loss (FUSION.LOSS_WEIGHT
 > 0). Writes ``<out>/summary.json``: {"rows": [{"name", "mAP", "Rank-1", "Rank-5", "Rank-10", "std": {...},
 "seeds": [{"seed", ...}]}], "seconds", "pseudo_labels": {variant: [per level]}} and prints mean ± standard
-deviation. ``--reuse`` keeps the steps an earlier, interrupted run finished.
+deviation. ``--reuse`` keeps the steps an earlier, interrupted run finished. Trailing ``KEY VALUE`` pairs go to every
+LF2 variant (before the variant's own override), e.g. a study of one hyperparameter; ``--sources DIR`` takes the
+source models and direct-transfer results of an earlier ablation's seeds instead of training them again.
 """
 import argparse
 import json
@@ -19,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from demo import METRICS, ROOT, adapt, datasets_env, source_and_direct_transfer  # noqa: E402
+from demo import METRICS, ROOT, adapt, datasets_env, metrics_row, read_json, source_and_direct_transfer  # noqa: E402
 
 # How well each level's last-epoch pseudo labels match the true target ids (never seen by training): NMI, pairwise F1
 PSEUDO_LABEL_METRICS = ("nmi", "pairwise_precision", "pairwise_recall", "pairwise_f1")
@@ -32,11 +35,25 @@ VARIANTS = {
 }
 
 
-def run_seed(out, config_dir, seed, env, reuse=False):
+def run_seed(out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None):
+    """direct_transfer and the ``variants`` rows of one seed; with ``sources`` its source model is taken from there."""
     seed_dir = os.path.join(out, f"seed{seed}")
-    weights, direct_row = source_and_direct_transfer(seed_dir, config_dir, seed, env, reuse=reuse)
-    return [direct_row] + [adapt(name, config_dir, os.path.join(seed_dir, name), weights, seed, opts, env, reuse)
-                           for name, opts in VARIANTS.items()]
+    if sources:
+        weights, direct_row = finished_source(os.path.join(sources, f"seed{seed}"))
+    else:
+        weights, direct_row = source_and_direct_transfer(seed_dir, config_dir, seed, env, reuse=reuse)
+    return [direct_row] + [adapt(name, config_dir, os.path.join(seed_dir, name), weights, seed,
+                                 [*common_opts, *VARIANTS[name]], env, reuse) for name in variants]
+
+
+def finished_source(seed_dir):
+    """(source weights, direct-transfer row) of a seed an earlier ablation finished."""
+    weights = os.path.join(seed_dir, "source", "model_final.pth")
+    results = os.path.join(seed_dir, "direct_transfer", "eval_results.json")
+    for path in (weights, results):
+        if not os.path.exists(path):
+            raise SystemExit(f"--sources: {path} does not exist (run that ablation's seed first)")
+    return weights, metrics_row("direct_transfer", read_json(results))
 
 
 def mean_and_std(series, digits):
@@ -52,10 +69,10 @@ def last_epoch_pseudo_labels(run_dir):
     return [{k: level[k] for k in PSEUDO_LABEL_METRICS} for level in last["levels"]]
 
 
-def aggregate_pseudo_labels(out, seeds):
+def aggregate_pseudo_labels(out, seeds, variants=tuple(VARIANTS)):
     """{variant: [per level: mean and standard deviation over seeds of the last epoch's NMI, pairwise F1, ...]}."""
     table = {}
-    for name in VARIANTS:
+    for name in variants:
         per_seed = [last_epoch_pseudo_labels(os.path.join(out, f"seed{seed}", name)) for seed in seeds]
         levels = []
         for level in range(len(per_seed[0])):
@@ -90,13 +107,24 @@ def main():
     parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthDuke2SynthMarket"))
     parser.add_argument("--reuse", action="store_true",
                         help="keep the steps an earlier run under --out finished (e.g. after an interruption)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="the LF2 variants to run (default: all)")
+    parser.add_argument("--sources", help="an earlier ablation's --out: take its seeds' source models and direct "
+                                          "transfer instead of training them again")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every LF2 variant")
     args = parser.parse_args()
+    args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
+    if len(args.opts) % 2 or any(token.startswith("--") for token in args.opts):
+        parser.error(f"options first, then KEY VALUE pairs (after `--` when --variants is last); got {args.opts}")
     out = os.path.abspath(args.out)
+    sources = os.path.abspath(args.sources) if args.sources else None
     env = datasets_env()
     start = time.perf_counter()
-    per_seed = {seed: run_seed(out, args.config_dir, seed, env, args.reuse) for seed in args.seeds}
+    per_seed = {seed: run_seed(out, args.config_dir, seed, env, args.reuse, args.variants, args.opts, sources)
+                for seed in args.seeds}
     summary = {"rows": aggregate(per_seed), "seconds": round(time.perf_counter() - start, 1),
-               "pseudo_labels": aggregate_pseudo_labels(out, args.seeds)}
+               "pseudo_labels": aggregate_pseudo_labels(out, args.seeds, args.variants),
+               "opts": args.opts, "sources": sources}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print("| method | " + " | ".join(METRICS) + " |\n" + "|---" * (len(METRICS) + 1) + "|")
