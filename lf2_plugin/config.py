@@ -24,6 +24,9 @@ def _add_run_config(cfg):
     cfg.SOLVER.ITERS_PER_EPOCH = 0
     # Reset the optimizer state (Adam moments) after every clustering, as the official code re-creates Adam.
     cfg.SOLVER.RESET_OPTIMIZER_EACH_EPOCH = False
+    # Keep only the newest N periodic checkpoints (model_<epoch>.pth) on disk; model_final, model_best and
+    # model_interrupted always stay. 0 keeps every one, as fast-reid does.
+    cfg.SOLVER.CHECKPOINT_KEEP = 0
     # Split every BN layer's training batch into this many chunks with their own statistics: 2 reproduces the
     # official 2-GPU DataParallel run (2 x 32 images per BN) on one device. 1 = plain BN.
     cfg.MODEL.BN_SPLITS = 1

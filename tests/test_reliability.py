@@ -373,3 +373,22 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_market_root, tmp_path):
     assert checkpoint["interrupted"] == "SIGINT" and checkpoint["interrupted_mid_epoch"]
     assert "backbone.conv1.weight" in checkpoint["model"] and "optimizer" in checkpoint
     assert not list(tmp_path.glob("*.tmp.*"))
+
+
+# ---- SOLVER.CHECKPOINT_KEEP ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep, periodic_left", [(2, ["model_0003.pth", "model_0004.pth"]),
+                                                 (0, [f"model_{e:04d}.pth" for e in range(5)])])
+def test_checkpoint_keep_removes_old_periodic_checkpoints_only(keep, periodic_left, tmp_path):
+    from fastreid.utils.checkpoint import PeriodicCheckpointer
+
+    from lf2_plugin.engine.trainer import AtomicCheckpointer
+
+    checkpointer = AtomicCheckpointer(torch.nn.Linear(2, 2), str(tmp_path), keep_last=keep)
+    periodic = PeriodicCheckpointer(checkpointer, period=1, max_epoch=6)  # fast-reid's order: best, periodic, final
+    for epoch, metric in enumerate([0.1, 0.5, 0.3, 0.2, 0.4, 0.3]):
+        periodic.step(epoch, metric=metric)
+    left = sorted(p.name for p in tmp_path.glob("*.pth"))
+    assert left == sorted(periodic_left + ["model_best.pth", "model_final.pth"])
+    assert load(tmp_path / "model_best.pth")["epoch"] == 1
+    assert last_checkpoint(tmp_path) == "model_final.pth"
+

@@ -120,3 +120,19 @@ def test_two_process_gloo_run_shares_the_seed(tiny_market_root, tmp_path):
     assert seeds[0].group(3) != seeds[1].group(3), "ranks should augment with different per-rank seeds"
     assert "World size: 2" in logs[0]
     assert os.path.isfile(tmp_path / "model_final.pth")
+
+
+def test_checkpoint_keep_applies_to_fast_reid_trainers(tiny_market_root, tmp_path, monkeypatch):
+    """SOLVER.CHECKPOINT_KEEP reaches fast-reid's own DefaultTrainer through protect_training (as in train_net)."""
+    import fastreid.data.build as data_build
+    from fastreid.engine import DefaultTrainer
+    from lf2_plugin.engine import build_config
+    from lf2_plugin.engine.reliability import protect_training
+
+    monkeypatch.setattr(data_build, "_root", tiny_market_root)
+    cfg = build_config(CONFIG, ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_EPOCH", "3", "SOLVER.CHECKPOINT_KEEP", "1",
+                                "TEST.EVAL_PERIOD", "3", "SEED", "0"])
+    trainer = protect_training(DefaultTrainer(cfg))
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_0001.pth", "model_best.pth", "model_final.pth"]

@@ -111,6 +111,7 @@ def protect_training(trainer):
     old = trainer.checkpointer
     if not isinstance(old, AtomicCheckpointer):
         trainer.checkpointer = AtomicCheckpointer(old.model, old.save_dir, save_to_disk=old.save_to_disk,
+                                                  keep_last=trainer.cfg.SOLVER.get("CHECKPOINT_KEEP", 0),
                                                   **old.checkpointables)
         for hook in trainer._hooks:
             if isinstance(hook, hooks.PeriodicCheckpointer):

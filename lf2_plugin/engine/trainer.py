@@ -19,6 +19,7 @@ import logging
 import numbers
 import os
 import random
+import re
 import time
 
 import numpy as np
@@ -108,12 +109,17 @@ class AtomicCheckpointer(Checkpointer):
     The file is written to a temporary name and renamed, then ``last_checkpoint`` is replaced the same way, so a
     process killed mid-save leaves the previous checkpoint and its tag intact. Loading names the file when it is
     missing or unreadable and raises when the checkpoint does not fill the model's backbone (fast-reid only warns
-    and trains from the random initialisation).
+    and trains from the random initialisation). With ``keep_last`` > 0 only the newest ``keep_last`` periodic
+    checkpoints (``model_<epoch>.pth``) stay on disk; ``model_final``, ``model_best`` and ``model_interrupted``
+    always stay.
     """
 
-    def __init__(self, model, save_dir, *, extra_state=None, **kwargs):
+    PERIODIC_NAME = re.compile(r"model_(\d+)\.pth")
+
+    def __init__(self, model, save_dir, *, extra_state=None, keep_last=0, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.extra_state = extra_state
+        self.keep_last = int(keep_last)
         self._loading = ""
 
     def save(self, name, **kwargs):
@@ -129,6 +135,18 @@ class AtomicCheckpointer(Checkpointer):
         self.logger.info("Saving checkpoint to %s", path)
         _atomic_write(path, lambda f: torch.save(data, f), binary=True)
         self.tag_last_checkpoint(basename)
+        self._remove_old_periodic_checkpoints()
+
+    def _remove_old_periodic_checkpoints(self):
+        """Why: fast-reid keeps every periodic checkpoint; an LF2 one (student, teacher, Adam) of ResNet-50 is
+        ~0.4 GB, so the paper's 80 epochs would fill ~30 GB. Runs after the new file is tagged as the last one."""
+        if self.keep_last <= 0:
+            return
+        periodic = sorted((int(match.group(1)), name) for name in os.listdir(self.save_dir)
+                          if (match := self.PERIODIC_NAME.fullmatch(name)))
+        for _, name in periodic[:-self.keep_last]:
+            self.logger.info("Removing %s (SOLVER.CHECKPOINT_KEEP %d)", name, self.keep_last)
+            os.remove(os.path.join(self.save_dir, name))
 
     def tag_last_checkpoint(self, last_filename_basename):
         _atomic_write(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename))
@@ -199,7 +217,8 @@ class LF2Trainer(DefaultTrainer):
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.pseudo_labels = []
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
-                                               extra_state=self._extra_checkpoint_state, optimizer=optimizer,
+                                               extra_state=self._extra_checkpoint_state,
+                                               keep_last=cfg.SOLVER.CHECKPOINT_KEEP, optimizer=optimizer,
                                                **self.scheduler)
         self.start_epoch = 0
         self.max_epoch = cfg.SOLVER.MAX_EPOCH
