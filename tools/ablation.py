@@ -22,7 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from demo import METRICS, ROOT, adapt, datasets_env, metrics_row, read_json, source_and_direct_transfer  # noqa: E402
+from demo import (METRICS, ROOT, adapt, datasets_env, metrics_row, read_json, source_and_direct_transfer,  # noqa: E402
+                  source_stage_files)
 
 # How well each level's last-epoch pseudo labels match the true target ids (never seen by training): NMI, pairwise F1
 PSEUDO_LABEL_METRICS = ("nmi", "pairwise_precision", "pairwise_recall", "pairwise_f1")
@@ -48,8 +49,7 @@ def run_seed(out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), 
 
 def finished_source(seed_dir):
     """(source weights, direct-transfer row) of a seed an earlier ablation finished."""
-    weights = os.path.join(seed_dir, "source", "model_final.pth")
-    results = os.path.join(seed_dir, "direct_transfer", "eval_results.json")
+    weights, results = source_stage_files(seed_dir)
     for path in (weights, results):
         if not os.path.exists(path):
             raise SystemExit(f"--sources: {path} does not exist (run that ablation's seed first)")

@@ -53,19 +53,25 @@ def datasets_env():
     return dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
 
 
+def source_stage_files(out):
+    """(source weights, direct-transfer results): what :func:`source_and_direct_transfer` leaves under ``out``."""
+    return os.path.join(out, "source", "model_final.pth"), os.path.join(out, "direct_transfer", "eval_results.json")
+
+
 def source_and_direct_transfer(out, config_dir, seed, env, reuse=False):
     """Source training in <out>/source, then its model on the target test set in <out>/direct_transfer.
 
     Returns the source weights and the direct-transfer row. ``reuse`` keeps steps an earlier call finished.
     """
     source_config, lf2_config = (os.path.join(config_dir, name) for name in ("source.yml", "lf2.yml"))
-    source_dir, direct_dir = os.path.join(out, "source"), os.path.join(out, "direct_transfer")
-    train_net(source_config, source_dir, "SEED", str(seed), env=env, reuse_if=reuse and "model_final.pth")
-    weights = os.path.join(source_dir, "model_final.pth")
+    weights, results = source_stage_files(out)
+    train_net(source_config, os.path.dirname(weights), "SEED", str(seed), env=env,
+              reuse_if=reuse and os.path.basename(weights))
     # Direct transfer: the source model on the target test set, through the source config's model definition.
-    train_net(source_config, direct_dir, "MODEL.WEIGHTS", weights, "DATASETS.TESTS", target_tests(lf2_config),
-              "SEED", str(seed), flags=("--eval-only",), env=env, reuse_if=reuse and "eval_results.json")
-    return weights, metrics_row("direct_transfer", read_json(os.path.join(direct_dir, "eval_results.json")))
+    train_net(source_config, os.path.dirname(results), "MODEL.WEIGHTS", weights, "DATASETS.TESTS",
+              target_tests(lf2_config), "SEED", str(seed), flags=("--eval-only",), env=env,
+              reuse_if=reuse and os.path.basename(results))
+    return weights, metrics_row("direct_transfer", read_json(results))
 
 
 def adapt(name, config_dir, run_dir, weights, seed, opts, env, reuse=False):
