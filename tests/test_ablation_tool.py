@@ -84,3 +84,19 @@ def test_variants_common_overrides_and_sources(tmp_path, monkeypatch):
                          ["MODEL.LF2.TEACHER.EMA_ALPHA", "0.95", "MODEL.LF2.NUM_PARTS", "0"])]
     with pytest.raises(SystemExit, match=r"seed2.source.model_final\.pth does not exist"):
         ablation.run_seed(out, "configs/SynthDuke2SynthMarket", 2, env={}, sources=sources)
+
+
+def test_paired_differences_per_seed_with_a_t_interval():
+    def row(name, maps):
+        return {"name": name, "seeds": [{"seed": seed, "mAP": m} for seed, m in zip((1, 2, 3), maps)]}
+
+    rows = [row("direct_transfer", [40.0, 45.0, 50.0]), row("lf2", [50.0, 55.0, 60.0]),
+            row("global_only_mt", [52.0, 52.0, 52.0])]
+    pairs = {(p["a"], p["b"]): p for p in ablation.paired_differences(rows)}
+    assert set(pairs) == {("lf2", "direct_transfer"), ("lf2", "global_only_mt"), ("global_only_mt", "direct_transfer")}
+    lf2_vs_global = pairs[("lf2", "global_only_mt")]
+    assert lf2_vs_global["per_seed"] == [-2.0, 3.0, 8.0] and lf2_vs_global["better_in"] == "2/3"
+    assert (lf2_vs_global["mean"], lf2_vs_global["std"]) == (3.0, 5.0)
+    half = 4.302653 * 5.0 / 3 ** 0.5  # t(0.975, 2 degrees of freedom) from a table
+    assert lf2_vs_global["ci95"] == pytest.approx([3.0 - half, 3.0 + half], abs=0.01)
+    assert pairs[("lf2", "direct_transfer")]["ci95"] == [10.0, 10.0]  # no spread: the interval is a point

@@ -8,10 +8,11 @@ Per seed: one source pre-training (so direct transfer varies with the seed too),
 source model. Rows: direct_transfer, lf2, global_only_mt (NUM_PARTS 0: global-only mean teacher, single-level
 clustering), lf2_no_fusion (levels 1..K cluster the teacher's own stripes), lf2_fusion_loss (FUSION.LOSS_WEIGHT
 > 0). Writes ``<out>/summary.json``: {"rows": [{"name", "mAP", "Rank-1", "Rank-5", "Rank-10", "std": {...},
-"seeds": [{"seed", ...}]}], "seconds", "pseudo_labels": {variant: [per level]}} and prints mean ± standard
-deviation. ``--reuse`` keeps the steps an earlier, interrupted run finished. Trailing ``KEY VALUE`` pairs go to every
-LF2 variant (before the variant's own override), e.g. a study of one hyperparameter; ``--sources DIR`` takes the
-source models and direct-transfer results of an earlier ablation's seeds instead of training them again.
+"seeds": [{"seed", ...}]}], "seconds", "paired": [per-seed differences of PAIRS with mean, std, 95% interval],
+"pseudo_labels": {variant: [per level]}} and prints mean ± standard deviation. ``--reuse`` keeps the steps an
+earlier, interrupted run finished. Trailing ``KEY VALUE`` pairs go to every LF2 variant (before the variant's own
+override), e.g. a study of one hyperparameter; ``--sources DIR`` takes the source models and direct-transfer
+results of an earlier ablation's seeds instead of training them again.
 """
 import argparse
 import json
@@ -27,6 +28,10 @@ from demo import (METRICS, ROOT, adapt, datasets_env, metrics_row, read_json, so
 
 # How well each level's last-epoch pseudo labels match the true target ids (never seen by training): NMI, pairwise F1
 PSEUDO_LABEL_METRICS = ("nmi", "pairwise_precision", "pairwise_recall", "pairwise_f1")
+
+# The comparisons docs/BENCHMARKS.md reports, as (minuend, subtrahend) rows; a pair is skipped when a row was not run.
+PAIRS = (("lf2", "direct_transfer"), ("lf2", "global_only_mt"), ("lf2_no_fusion", "lf2"),
+         ("lf2_fusion_loss", "lf2"), ("global_only_mt", "direct_transfer"), ("lf2_no_fusion", "global_only_mt"))
 
 VARIANTS = {
     "lf2": [],
@@ -100,6 +105,25 @@ def aggregate(per_seed):
     return rows
 
 
+def paired_differences(rows, metric="mAP"):
+    """Per seed, row a − row b (same seed, same source model, so the source model's variation cancels): the
+    differences, their mean and sample std, a 95% Student-t interval of the mean and in how many seeds a > b."""
+    from scipy import stats
+
+    by_name = {row["name"]: {s["seed"]: s[metric] for s in row["seeds"]} for row in rows}
+    pairs = []
+    for a, b in PAIRS:
+        if a not in by_name or b not in by_name:
+            continue
+        diffs = [round(by_name[a][seed] - by_name[b][seed], 2) for seed in by_name[a]]
+        mean, std = mean_and_std(diffs, digits=2)
+        half = stats.t.ppf(0.975, len(diffs) - 1) * std / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+        pairs.append({"a": a, "b": b, "metric": metric, "per_seed": diffs, "mean": mean, "std": std,
+                      "ci95": [round(mean - half, 2), round(mean + half, 2)],
+                      "better_in": f"{sum(d > 0 for d in diffs)}/{len(diffs)}"})
+    return pairs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("logs", "ablation"))
@@ -122,7 +146,8 @@ def main():
     start = time.perf_counter()
     per_seed = {seed: run_seed(out, args.config_dir, seed, env, args.reuse, args.variants, args.opts, sources)
                 for seed in args.seeds}
-    summary = {"rows": aggregate(per_seed), "seconds": round(time.perf_counter() - start, 1),
+    rows = aggregate(per_seed)
+    summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "paired": paired_differences(rows),
                "pseudo_labels": aggregate_pseudo_labels(out, args.seeds, args.variants),
                "opts": args.opts, "sources": sources}
     with open(os.path.join(out, "summary.json"), "w") as f:
@@ -130,6 +155,12 @@ def main():
     print("| method | " + " | ".join(METRICS) + " |\n" + "|---" * (len(METRICS) + 1) + "|")
     for row in summary["rows"]:
         print(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in METRICS) + " |")
+    print("\npaired mAP differences (same seed and source model)\n| a − b | per seed | mean ± std | 95% CI | a better in |"
+          "\n|---|---|---|---|---|")
+    for pair in summary["paired"]:
+        print(f"| {pair['a']} − {pair['b']} | " + ", ".join(f"{d:+.1f}" for d in pair["per_seed"])
+              + f" | {pair['mean']:+.1f} ± {pair['std']:.1f} | [{pair['ci95'][0]:+.1f}, {pair['ci95'][1]:+.1f}] | "
+              f"{pair['better_in']} |")
     print("\nlast-epoch pseudo labels vs true ids (mean ± std over seeds)\n| method | level | "
           + " | ".join(PSEUDO_LABEL_METRICS) + " |\n" + "|---" * (len(PSEUDO_LABEL_METRICS) + 2) + "|")
     for name, levels in summary["pseudo_labels"].items():
