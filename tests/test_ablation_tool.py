@@ -100,3 +100,30 @@ def test_paired_differences_per_seed_with_a_t_interval():
     half = 4.302653 * 5.0 / 3 ** 0.5  # t(0.975, 2 degrees of freedom) from a table
     assert lf2_vs_global["ci95"] == pytest.approx([3.0 - half, 3.0 + half], abs=0.01)
     assert pairs[("lf2", "direct_transfer")]["ci95"] == [10.0, 10.0]  # no spread: the interval is a point
+
+
+def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path, capsys, monkeypatch):
+    """--combine: the per-seed values of two summaries pooled (rows both have), paired differences over all seeds;
+    a seed in both summaries is refused with both files named."""
+    def summary(path, seeds, names):
+        rows = [{"name": name, "mAP": 0.0, "seeds": [{"seed": s, **{k: v + s + i for k, v in METRICS.items()}}
+                                                     for s in seeds]} for i, name in enumerate(names)]
+        write_json(str(path), {"rows": rows})
+        return str(path)
+
+    first = summary(tmp_path / "a" / "summary.json", (1, 2), ["direct_transfer", "lf2", "lf2_no_fusion"])
+    later = summary(tmp_path / "b" / "summary.json", (3,), ["direct_transfer", "lf2"])
+    out = tmp_path / "pooled"
+    monkeypatch.setattr(sys, "argv", ["ablation.py", "--out", str(out), "--combine", first, later])
+    ablation.main()
+    pooled = json.loads((out / "summary.json").read_text())
+    rows = {row["name"]: row for row in pooled["rows"]}
+    assert list(rows) == ["direct_transfer", "lf2"]  # lf2_no_fusion is not in the later summary
+    assert [s["seed"] for s in rows["lf2"]["seeds"]] == [1, 2, 3]
+    assert rows["lf2"]["mAP"] == 53.0 and rows["lf2"]["std"]["mAP"] == 1.0
+    (pair,) = pooled["paired"]
+    assert (pair["a"], pair["b"], pair["per_seed"]) == ("lf2", "direct_transfer", [1.0, 1.0, 1.0])
+    assert "pseudo_labels" not in pooled and pooled["combined"] == [first, later]
+    assert "| lf2 − direct_transfer | +1.0, +1.0, +1.0 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"seed 1 is in both .*a.summary\.json and .*a.summary\.json"):
+        ablation.combine_summaries([first, first])

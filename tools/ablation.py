@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Ablations of LF2 on the synthetic benchmark, each the mean over several seeds.
 
-    python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket] [--reuse]
-                             [--sources logs/ablation] [--variants lf2 global_only_mt ...] [-- KEY VALUE ...]
+    python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket]
+                             [--reuse] [--sources logs/ablation] [--variants lf2 global_only_mt ...] [-- KEY VALUE ...]
+    python tools/ablation.py --out DIR --combine A/summary.json B/summary.json
 
 Per seed: one source pre-training (so direct transfer varies with the seed too), then every LF2 variant from that
 source model. Rows: direct_transfer, lf2, global_only_mt (NUM_PARTS 0: global-only mean teacher, single-level
@@ -12,7 +13,9 @@ clustering), lf2_no_fusion (levels 1..K cluster the teacher's own stripes), lf2_
 "pseudo_labels": {variant: [per level]}} and prints mean ± standard deviation. ``--reuse`` keeps the steps an
 earlier, interrupted run finished. Trailing ``KEY VALUE`` pairs go to every LF2 variant (before the variant's own
 override), e.g. a study of one hyperparameter; ``--sources DIR`` takes the source models and direct-transfer
-results of an earlier ablation's seeds instead of training them again.
+results of an earlier ablation's seeds instead of training them again. ``--combine A/summary.json B/summary.json``
+trains nothing: it pools the per-seed values of earlier summaries over disjoint seeds (e.g. seeds 4-6 run later
+beside seeds 1-3) into ``<out>/summary.json``, rows the summaries share only, without ``"pseudo_labels"``.
 """
 import argparse
 import json
@@ -124,6 +127,49 @@ def paired_differences(rows, metric="mAP"):
     return pairs
 
 
+def combine_summaries(paths):
+    """{seed: rows} from the per-seed values of earlier summaries; only the rows every summary has, in the first
+    one's order. A seed in two summaries is an error (pooling must not count a run twice)."""
+    summaries = [read_json(path) for path in paths]
+    shared = set.intersection(*({row["name"] for row in s["rows"]} for s in summaries))
+    names = [row["name"] for row in summaries[0]["rows"] if row["name"] in shared]
+    per_seed, origin = {}, {}
+    for path, summary in zip(paths, summaries):
+        seeds = {entry["seed"] for row in summary["rows"] for entry in row["seeds"]}
+        for seed in sorted(seeds):
+            if seed in origin:
+                raise SystemExit(f"--combine: seed {seed} is in both {origin[seed]} and {path}")
+            origin[seed] = path
+            by_name = {row["name"]: next((e for e in row["seeds"] if e["seed"] == seed), None)
+                       for row in summary["rows"]}
+            missing = [name for name in names if by_name[name] is None]
+            if missing:
+                raise SystemExit(f"--combine: {path} has no seed {seed} for {', '.join(missing)}")
+            per_seed[seed] = [{"name": name, **{k: by_name[name][k] for k in METRICS}} for name in names]
+    return dict(sorted(per_seed.items()))
+
+
+def print_summary(summary):
+    """The rows (mean ± std), the paired differences and, when there, the pseudo-label quality as Markdown."""
+    print("| method | " + " | ".join(METRICS) + " |\n" + "|---" * (len(METRICS) + 1) + "|")
+    for row in summary["rows"]:
+        print(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in METRICS) + " |")
+    print("\npaired mAP differences (same seed and source model)"
+          "\n| a − b | per seed | mean ± std | 95% CI | a better in |\n|---|---|---|---|---|")
+    for pair in summary["paired"]:
+        print(f"| {pair['a']} − {pair['b']} | " + ", ".join(f"{d:+.1f}" for d in pair["per_seed"])
+              + f" | {pair['mean']:+.1f} ± {pair['std']:.1f} | [{pair['ci95'][0]:+.1f}, {pair['ci95'][1]:+.1f}] | "
+              f"{pair['better_in']} |")
+    if not summary.get("pseudo_labels"):
+        return
+    print("\nlast-epoch pseudo labels vs true ids (mean ± std over seeds)\n| method | level | "
+          + " | ".join(PSEUDO_LABEL_METRICS) + " |\n" + "|---" * (len(PSEUDO_LABEL_METRICS) + 2) + "|")
+    for name, levels in summary["pseudo_labels"].items():
+        for row in levels:
+            print(f"| {name} | {row['level']} | "
+                  + " | ".join(f"{row[k]:.3f} ± {row['std'][k]:.3f}" for k in PSEUDO_LABEL_METRICS) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("logs", "ablation"))
@@ -135,38 +181,32 @@ def main():
                         help="the LF2 variants to run (default: all)")
     parser.add_argument("--sources", help="an earlier ablation's --out: take its seeds' source models and direct "
                                           "transfer instead of training them again")
+    parser.add_argument("--combine", nargs="+", metavar="SUMMARY",
+                        help="train nothing: pool earlier summaries' per-seed values (disjoint seeds) into --out")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every LF2 variant")
     args = parser.parse_args()
     args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
     if len(args.opts) % 2 or any(token.startswith("--") for token in args.opts):
         parser.error(f"options first, then KEY VALUE pairs (after `--` when --variants is last); got {args.opts}")
     out = os.path.abspath(args.out)
-    sources = os.path.abspath(args.sources) if args.sources else None
-    env = datasets_env()
-    start = time.perf_counter()
-    per_seed = {seed: run_seed(out, args.config_dir, seed, env, args.reuse, args.variants, args.opts, sources)
-                for seed in args.seeds}
-    rows = aggregate(per_seed)
-    summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "paired": paired_differences(rows),
-               "pseudo_labels": aggregate_pseudo_labels(out, args.seeds, args.variants),
-               "opts": args.opts, "sources": sources}
+    if args.combine:
+        rows = aggregate(combine_summaries(args.combine))
+        summary = {"rows": rows, "seconds": 0.0, "paired": paired_differences(rows),
+                   "combined": args.combine}
+    else:
+        sources = os.path.abspath(args.sources) if args.sources else None
+        env = datasets_env()
+        start = time.perf_counter()
+        per_seed = {seed: run_seed(out, args.config_dir, seed, env, args.reuse, args.variants, args.opts, sources)
+                    for seed in args.seeds}
+        rows = aggregate(per_seed)
+        summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "paired": paired_differences(rows),
+                   "pseudo_labels": aggregate_pseudo_labels(out, args.seeds, args.variants),
+                   "opts": args.opts, "sources": sources}
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    print("| method | " + " | ".join(METRICS) + " |\n" + "|---" * (len(METRICS) + 1) + "|")
-    for row in summary["rows"]:
-        print(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in METRICS) + " |")
-    print("\npaired mAP differences (same seed and source model)\n| a − b | per seed | mean ± std | 95% CI | a better in |"
-          "\n|---|---|---|---|---|")
-    for pair in summary["paired"]:
-        print(f"| {pair['a']} − {pair['b']} | " + ", ".join(f"{d:+.1f}" for d in pair["per_seed"])
-              + f" | {pair['mean']:+.1f} ± {pair['std']:.1f} | [{pair['ci95'][0]:+.1f}, {pair['ci95'][1]:+.1f}] | "
-              f"{pair['better_in']} |")
-    print("\nlast-epoch pseudo labels vs true ids (mean ± std over seeds)\n| method | level | "
-          + " | ".join(PSEUDO_LABEL_METRICS) + " |\n" + "|---" * (len(PSEUDO_LABEL_METRICS) + 2) + "|")
-    for name, levels in summary["pseudo_labels"].items():
-        for row in levels:
-            print(f"| {name} | {row['level']} | "
-                  + " | ".join(f"{row[k]:.3f} ± {row['std'][k]:.3f}" for k in PSEUDO_LABEL_METRICS) + " |")
+    print_summary(summary)
 
 
 if __name__ == "__main__":
