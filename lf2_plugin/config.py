@@ -19,11 +19,18 @@ def _add_run_config(cfg):
     # Seed for python, numpy and torch in every process (fast-reid itself reseeds randomly on every run).
     # A negative value keeps fast-reid's behaviour: a fresh random seed, logged so the run can be repeated.
     cfg.SEED = -1
-    # LF2 adaptation: iterations per epoch (400 in the paper, whatever the data size); 0 = len(train set) //
-    # IMS_PER_BATCH. fast-reid's own trainers (source stage) always use the latter.
+    # Iterations per epoch, whatever the data size (official: 400 in adaptation, 200 in the source stage);
+    # 0 = len(train set) // IMS_PER_BATCH, as fast-reid's own trainers always do. Read by LF2Trainer and
+    # SourceTrainer.
     cfg.SOLVER.ITERS_PER_EPOCH = 0
+    # Source stage (SourceTrainer): the warm-up factor changes once per epoch, as the official WarmupMultiStepLR;
+    # False = fast-reid's per-iteration ramp.
+    cfg.SOLVER.WARMUP_PER_EPOCH = False
     # Reset the optimizer state (Adam moments) after every clustering, as the official code re-creates Adam.
     cfg.SOLVER.RESET_OPTIMIZER_EACH_EPOCH = False
+    # Test metric that picks model_best.pth in SourceTrainer and LF2Trainer: "mAP" (official) or fast-reid's
+    # "metric" = (mAP + Rank-1) / 2 (any key ReidEvaluator reports).
+    cfg.TEST.BEST_METRIC = "mAP"
     # Keep only the newest N periodic checkpoints (model_<epoch>.pth) on disk; model_final, model_best and
     # model_interrupted always stay. 0 keeps every one, as fast-reid does.
     cfg.SOLVER.CHECKPOINT_KEEP = 0
@@ -45,8 +52,8 @@ def _add_model_config(cfg):
     cfg.MODEL.LF2.POOL = "avg+max"
     # gamma: weight of each stripe's triplet loss (paper's total loss; official 0.5).
     cfg.MODEL.LF2.PART_TRIPLET_WEIGHT = 0.5
-    # Eval descriptor L2-normalised per view (official protocol normalises each view before the flip sum).
-    cfg.MODEL.LF2.EVAL_NORMALIZE = False
+    # Eval descriptor of LF2 and LF2SourceBaseline L2-normalised per view, before the flip average (official).
+    cfg.MODEL.LF2.EVAL_NORMALIZE = True
     # Teacher features in the eval descriptor: "concat" = [g, f_1..f_K] (paper), "global" = g, "parts" = [f_1..f_K]
     # (the latter two to see what each branch contributes to retrieval).
     cfg.MODEL.LF2.EVAL_FEATURE = "concat"
@@ -94,6 +101,9 @@ def _add_cluster_config(cfg):
     cl.KMEANS.PART_INIT_SIZE = 900
     # MiniBatchKMeans n_init (3 = the default of sklearn 1.0.2, which LF2 pinned).
     cl.KMEANS.N_INIT = 3
+    # Classifier rows after k-means: "kmeans" = the L2-normalised k-means centres, k labels kept as they are,
+    # empty clusters included (official); "mean" = L2-normalised member mean of each non-empty cluster, renumbered.
+    cl.KMEANS.CENTROIDS = "kmeans"
     # faiss.Kmeans Lloyd iterations and training points per centroid (subsample above k * this).
     cl.KMEANS.FAISS_NITER = 10
     cl.KMEANS.FAISS_MAX_POINTS_PER_CENTROID = 16
@@ -148,3 +158,6 @@ def _add_data_config(cfg):
     cfg.DATASETS.TARGET_BN_ADAPT = ""
     # Images that do not decode: False = stop before training and name them; True = leave them out (counted, logged).
     cfg.DATASETS.SKIP_UNREADABLE_IMAGES = False
+    # Random-erasing boxes of the LF2 adaptation loaders: "official" (area U(0.02, 0.4), aspect ratio uniform in
+    # [0.3, 1/0.3], as the official code) or "torchvision" (fast-reid's: area U(0.02, 0.33), log-uniform aspect).
+    cfg.INPUT.REA.STYLE = "official"

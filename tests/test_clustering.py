@@ -122,23 +122,50 @@ def test_knn_pads_when_fewer_points_than_k():
 
 # ---------------------------------------------------------------- cluster_features
 
-@pytest.mark.parametrize("algorithm", ["kmeans", "faiss_kmeans", "dbscan"])
-def test_cluster_features_result(algorithm):
+@pytest.mark.parametrize("algorithm,centroids", [("kmeans", "mean"), ("faiss_kmeans", "mean"), ("dbscan", "mean"),
+                                                 ("kmeans", "kmeans"), ("faiss_kmeans", "kmeans")])
+def test_cluster_features_result(algorithm, centroids):
     x, ids = clustered(480, 32, 12, 0.3, seed=6)
-    result = cluster_features(x, cfg(ALGORITHM=algorithm, NUM_CLUSTERS=12, FALLBACK__ALGORITHM="none"), level=0)
+    result = cluster_features(x, cfg(ALGORITHM=algorithm, NUM_CLUSTERS=12, FALLBACK__ALGORITHM="none",
+                                     KMEANS__CENTROIDS=centroids), level=0)
     assert result.labels.dtype == np.int64 and result.labels.shape == (480,)
     assert result.algorithm == algorithm and not result.fallback_reason
     assert result.num_clusters == result.labels.max() + 1 == result.centroids.shape[0]
     np.testing.assert_allclose(np.linalg.norm(result.centroids, axis=1), 1, atol=1e-5)
     members = x[result.labels == 0].mean(0)
-    np.testing.assert_allclose(result.centroids[0], members / np.linalg.norm(members), atol=1e-5)
+    members /= np.linalg.norm(members)
+    if centroids == "mean":
+        np.testing.assert_allclose(result.centroids[0], members, atol=1e-5)
+    else:  # the k-means centre of a blob is close to its mean, not equal
+        assert result.centroids[0] @ members > 0.99
     assert clustering_quality(result.labels, ids)["nmi"] > 0.9
+
+
+def test_kmeans_centroids_are_the_kmeans_centres_and_labels_keep_empty_clusters():
+    """KMEANS.CENTROIDS "kmeans" (the official classifier update): sklearn's centres, L2-normalised, for all k
+    labels, which are left as sklearn gives them."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    x, _ = clustered(600, 16, 8, 0.5, seed=2)
+    settings = cfg(NUM_CLUSTERS=30, KMEANS__CENTROIDS="kmeans", KMEANS__INIT_SIZE=200)
+    result = cluster_features(x, settings, seed=4)
+    reference = MiniBatchKMeans(n_clusters=30, max_iter=100, batch_size=300, init_size=200, n_init=3,
+                                random_state=4).fit(x)
+    np.testing.assert_array_equal(result.labels, reference.labels_)
+    centres = reference.cluster_centers_ / np.linalg.norm(reference.cluster_centers_, axis=1, keepdims=True)
+    np.testing.assert_allclose(result.centroids, centres, atol=1e-6)
+    assert result.num_clusters == 30
+    mean_mode = cluster_features(x, cfg(NUM_CLUSTERS=30, KMEANS__CENTROIDS="mean", KMEANS__INIT_SIZE=200), seed=4)
+    assert not np.allclose(mean_mode.centroids[:5], result.centroids[:5], atol=1e-3)
+    with pytest.raises(ValueError, match="CENTROIDS"):
+        cluster_features(x, cfg(KMEANS__CENTROIDS="median"))
 
 
 def test_level_selects_init_size_and_algorithm(monkeypatch):
     calls = []
     monkeypatch.setattr(algorithms, "run_minibatch_kmeans",
-                        lambda features, k, **kw: calls.append(kw) or np.arange(features.shape[0]) % k)
+                        lambda features, k, **kw: calls.append(kw) or (np.arange(features.shape[0]) % k,
+                                                                       np.ones((k, features.shape[1]))))
     x, _ = clustered(100, 16, 5, 0.3)
     settings = cfg(NUM_CLUSTERS=5, KMEANS__INIT_SIZE=1500, KMEANS__PART_INIT_SIZE=900,
                    LEVEL_ALGORITHMS=["kmeans", "kmeans", "faiss_kmeans"])

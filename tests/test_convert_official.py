@@ -171,6 +171,7 @@ def test_converted_checkpoint_reproduces_the_official_teacher_and_fusion(tmp_pat
     model = lf2_for_official(expert)
     Checkpointer(model).load(str(converted_path))  # what tools/train_net.py --eval-only does
     model.eval()
+    model.eval_normalize = False  # first the raw concat descriptor
 
     images = torch.rand(4, 3, 64, 32, generator=torch.Generator().manual_seed(9)) * 255
     normalized = (images - PIXEL_MEAN) / PIXEL_STD
@@ -220,9 +221,9 @@ def test_official_source_checkpoint_converts_to_the_source_baseline():
     images = torch.rand(2, 3, 64, 32) * 255
     with torch.no_grad():
         feature_map = official_backbone(state, (images - PIXEL_MEAN) / PIXEL_STD)
-        # official resnet50_source eval: feat_bn(GAP(x)) (then L2-normalised)
-        expected = bn_eval(state, "feat_bn", F.adaptive_avg_pool2d(feature_map, 1).flatten(1))
-        torch.testing.assert_close(model({"images": images}), expected, rtol=1e-4, atol=1e-4)
+        # official resnet50_source eval: L2(feat_bn(GAP(x))) (MODEL.LF2.EVAL_NORMALIZE)
+        expected = F.normalize(bn_eval(state, "feat_bn", F.adaptive_avg_pool2d(feature_map, 1).flatten(1)))
+        torch.testing.assert_close(model({"images": images}), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_official_keys_are_an_error():

@@ -93,7 +93,8 @@ def test_eval_feature_selects_global_or_parts_of_the_concatenated_descriptor():
     batch = make_batch(3)
     descriptors = {}
     for feature in ("concat", "global", "parts"):
-        model = make_model(extra=["MODEL.LF2.EVAL_FEATURE", feature]).eval()
+        # raw descriptors: the slices of the concatenation (each is L2-normalised on its own otherwise)
+        model = make_model(extra=["MODEL.LF2.EVAL_FEATURE", feature, "MODEL.LF2.EVAL_NORMALIZE", False]).eval()
         with torch.no_grad():
             descriptors[feature] = model(batch)
     assert torch.equal(descriptors["concat"], torch.cat([descriptors["global"], descriptors["parts"]], dim=1))

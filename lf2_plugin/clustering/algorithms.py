@@ -3,9 +3,10 @@
 Public API::
 
     cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None) -> ClusterResult
-    run_minibatch_kmeans(features, k, *, max_iter=100, batch_size=300, init_size=1500, n_init=3, seed=0) -> labels
+    run_minibatch_kmeans(features, k, *, max_iter=100, batch_size=300, init_size=1500, n_init=3, seed=0,
+                         return_centers=False) -> labels (, centers)
     run_faiss_kmeans(features, k, *, niter=10, max_points_per_centroid=16, seed=0, use_gpu=True,
-                     init="kmeans++", init_size=0) -> labels
+                     init="kmeans++", init_size=0, return_centers=False) -> labels (, centers)
     run_dbscan(features, *, eps=0.6, min_samples=4, k1=30, k2=6, knn="exact", timings=None) -> labels
     compute_centroids(features, labels) -> np.ndarray (C, d) float32, L2-normalised
     level_algorithm(cfg, level) -> str
@@ -53,6 +54,7 @@ _DEFAULTS = {
     "KMEANS.INIT_SIZE": 1500,
     "KMEANS.PART_INIT_SIZE": 900,
     "KMEANS.N_INIT": 3,
+    "KMEANS.CENTROIDS": "kmeans",
     "KMEANS.FAISS_NITER": 10,
     "KMEANS.FAISS_MAX_POINTS_PER_CENTROID": 16,
     "KMEANS.FAISS_INIT": "kmeans++",
@@ -83,9 +85,11 @@ class ClusterResult:
     """Pseudo labels of one level.
 
     labels: int64 [N]; -1 = outlier (DBSCAN with KEEP_OUTLIERS off), else 0..num_clusters-1.
-    num_clusters: distinct labels >= 0 (kept outliers count, as singleton clusters).
+    num_clusters: classes the labels index: k for k-means with ``KMEANS.CENTROIDS`` "kmeans" (empty clusters
+        included), else the distinct labels >= 0 (kept outliers count, as singleton clusters).
     num_outliers: points DBSCAN left unclustered (also when they were then kept as singletons).
-    centroids: float32 [num_clusters, d], L2-normalised mean of each cluster's features.
+    centroids: float32 [num_clusters, d], L2-normalised: the k-means centres ("kmeans"), or the mean of each
+        cluster's features ("mean", DBSCAN).
     warnings: human-readable notes on degenerate results and fallbacks taken.
     seconds: wall time of the whole call.
     algorithm: algorithm that produced ``labels`` (differs from the configured one after a fallback).
@@ -151,8 +155,10 @@ def compute_centroids(features, labels):
     return sums / np.maximum(norms, 1e-12)
 
 
-def run_minibatch_kmeans(features, k, *, max_iter=100, batch_size=300, init_size=1500, n_init=3, seed=0):
-    """sklearn ``MiniBatchKMeans`` with LF2's settings; returns int64 labels (possibly with empty clusters)."""
+def run_minibatch_kmeans(features, k, *, max_iter=100, batch_size=300, init_size=1500, n_init=3, seed=0,
+                         return_centers=False):
+    """sklearn ``MiniBatchKMeans`` with LF2's settings; returns int64 labels (possibly with empty clusters) and,
+    with ``return_centers``, its k cluster centres."""
     from sklearn.cluster import MiniBatchKMeans
 
     n = features.shape[0]
@@ -161,7 +167,8 @@ def run_minibatch_kmeans(features, k, *, max_iter=100, batch_size=300, init_size
                             random_state=seed)
     with warnings.catch_warnings():  # init_size < k is raised by sklearn itself; nothing to act on
         warnings.simplefilter("ignore", RuntimeWarning)
-        return model.fit_predict(features).astype(np.int64)
+        labels = model.fit(features).labels_.astype(np.int64)
+    return (labels, model.cluster_centers_) if return_centers else labels
 
 
 def kmeans_plusplus_centroids(features, k, *, sample_size=0, project_dim=256, seed=0):
@@ -190,7 +197,7 @@ def kmeans_plusplus_centroids(features, k, *, sample_size=0, project_dim=256, se
 
 
 def run_faiss_kmeans(features, k, *, niter=10, max_points_per_centroid=16, seed=0, use_gpu=True,
-                     init="kmeans++", init_size=0):
+                     init="kmeans++", init_size=0, return_centers=False):
     """``faiss.Kmeans`` (Lloyd iterations, optionally on a subsample), then every point to its nearest centroid.
 
     ``init="kmeans++"`` starts Lloyd from sklearn ``kmeans_plusplus`` seeds drawn on a seeded sample of
@@ -222,7 +229,8 @@ def run_faiss_kmeans(features, k, *, niter=10, max_points_per_centroid=16, seed=
         kmeans = faiss.Kmeans(d, k, gpu=False, **kwargs)
         kmeans.train(features, init_centroids=init_centroids)
     _, assignment = kmeans.index.search(features, 1)
-    return assignment[:, 0].astype(np.int64)
+    labels = assignment[:, 0].astype(np.int64)
+    return (labels, kmeans.centroids) if return_centers else labels
 
 
 def dbscan_graph(distances, eps):
@@ -274,18 +282,34 @@ def _knn_options(cfg, seed):
     }
 
 
+CENTROID_MODES = ("kmeans", "mean")
+
+
 def _run_kmeans_variant(name, features, k, cfg, level, seed):
+    """(labels, L2-normalised centroids) of a k-means variant, as ``KMEANS.CENTROIDS`` says: "kmeans" keeps the
+    algorithm's k labels and centres (empty clusters included, as the official classifier update), "mean"
+    renumbers the non-empty clusters and takes their members' mean."""
+    mode = str(cfg_get(cfg, "KMEANS.CENTROIDS")).lower()
+    if mode not in CENTROID_MODES:
+        raise ValueError(f"MODEL.LF2.CLUSTER.KMEANS.CENTROIDS must be one of {CENTROID_MODES}, got {mode!r}")
     if name == "kmeans":
         init_key = "KMEANS.INIT_SIZE" if level == 0 else "KMEANS.PART_INIT_SIZE"
-        return run_minibatch_kmeans(features, k, max_iter=int(cfg_get(cfg, "KMEANS.MAX_ITER")),
-                                    batch_size=int(cfg_get(cfg, "KMEANS.BATCH_SIZE")),
-                                    init_size=int(cfg_get(cfg, init_key)),
-                                    n_init=int(cfg_get(cfg, "KMEANS.N_INIT")), seed=seed)
-    return run_faiss_kmeans(features, k, niter=int(cfg_get(cfg, "KMEANS.FAISS_NITER")),
-                            max_points_per_centroid=int(cfg_get(cfg, "KMEANS.FAISS_MAX_POINTS_PER_CENTROID")),
-                            seed=seed, use_gpu=bool(cfg_get(cfg, "KNN.USE_GPU")),
-                            init=str(cfg_get(cfg, "KMEANS.FAISS_INIT")),
-                            init_size=int(cfg_get(cfg, "KMEANS.FAISS_INIT_SIZE")))
+        labels, centers = run_minibatch_kmeans(features, k, max_iter=int(cfg_get(cfg, "KMEANS.MAX_ITER")),
+                                               batch_size=int(cfg_get(cfg, "KMEANS.BATCH_SIZE")),
+                                               init_size=int(cfg_get(cfg, init_key)),
+                                               n_init=int(cfg_get(cfg, "KMEANS.N_INIT")), seed=seed,
+                                               return_centers=True)
+    else:
+        labels, centers = run_faiss_kmeans(
+            features, k, niter=int(cfg_get(cfg, "KMEANS.FAISS_NITER")),
+            max_points_per_centroid=int(cfg_get(cfg, "KMEANS.FAISS_MAX_POINTS_PER_CENTROID")), seed=seed,
+            use_gpu=bool(cfg_get(cfg, "KNN.USE_GPU")), init=str(cfg_get(cfg, "KMEANS.FAISS_INIT")),
+            init_size=int(cfg_get(cfg, "KMEANS.FAISS_INIT_SIZE")), return_centers=True)
+    if mode == "mean":
+        labels = compact_labels(labels)
+        return labels, compute_centroids(features, labels)
+    centers = np.asarray(centers, dtype=np.float32)
+    return labels, centers / np.maximum(np.linalg.norm(centers, axis=1, keepdims=True), 1e-12)
 
 
 def _kmeans_k(requested, min_clusters, n, notes):
@@ -353,7 +377,7 @@ def cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None):
 
     if algorithm in ("kmeans", "faiss_kmeans"):
         k = _kmeans_k(cfg_get(cfg, "NUM_CLUSTERS"), min_clusters, n, notes)
-        labels = compact_labels(_run_kmeans_variant(algorithm, features, k, cfg, level, seed))
+        labels, centroids = _run_kmeans_variant(algorithm, features, k, cfg, level, seed)
         kind, message = _degenerate_reason(labels, min_clusters, float(cfg_get(cfg, "FALLBACK.GIANT_CLUSTER_FRACTION")))
         if kind:
             notes.append(f"{algorithm} (k={k}): {message}")
@@ -376,7 +400,7 @@ def cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None):
             notes.append(f"dbscan: {message}; falling back to {fallback} with k={k}")
             fallback_reason = kind
             clock = time.perf_counter()
-            labels = compact_labels(_run_kmeans_variant(fallback, features, k, cfg, level, seed))
+            labels, centroids = _run_kmeans_variant(fallback, features, k, cfg, level, seed)
             timings["fallback"] = time.perf_counter() - clock
             algorithm = fallback
         elif kind:
@@ -392,7 +416,8 @@ def cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None):
 
     for note in notes:
         logger.warning("clustering level %d: %s", level, note)
-    centroids = compute_centroids(features, labels)
+    if algorithm == "dbscan":
+        centroids = compute_centroids(features, labels)
     return ClusterResult(labels=labels, num_clusters=int(centroids.shape[0]), num_outliers=num_outliers,
                          centroids=centroids, warnings=notes, seconds=time.perf_counter() - start,
                          algorithm=algorithm, fallback_reason=fallback_reason, timings=timings)

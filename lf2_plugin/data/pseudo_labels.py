@@ -11,13 +11,18 @@ from fastreid.data.common import CommDataset
 from fastreid.data.transforms import build_transforms
 from fastreid.utils import comm
 
+from .samplers import RandomMultipleGallerySampler
+from .transforms import build_train_transforms
+
 __all__ = ["pseudo_labelled_items", "build_pseudo_label_loaders", "build_clustering_loader", "TRAIN_SAMPLERS"]
 
 logger = logging.getLogger(__name__)
 
-# Identity samplers that accept pseudo labels: fast-reid's P x K samplers. BalancedIdentitySampler is the
-# official code's RandomMultipleGallerySampler (anchor + K-1 companions preferably from other cameras).
+# Identity samplers that accept pseudo labels: the official RandomMultipleGallerySampler (anchor + K-1
+# companions preferably from other cameras) and fast-reid's P x K samplers; BalancedIdentitySampler is the
+# official rule except for one-image identities (repeated K times instead of emitted once).
 TRAIN_SAMPLERS = {
+    "RandomMultipleGallerySampler": RandomMultipleGallerySampler,
     "BalancedIdentitySampler": samplers.BalancedIdentitySampler,
     "NaiveIdentitySampler": samplers.NaiveIdentitySampler,
 }
@@ -44,7 +49,7 @@ def build_pseudo_label_loaders(cfg, items, labels_per_level):
     if sampler_name not in TRAIN_SAMPLERS:
         raise ValueError(f"DATALOADER.SAMPLER_TRAIN={sampler_name!r}: LF2 needs an identity sampler, one of "
                          f"{sorted(TRAIN_SAMPLERS)}")
-    transforms = build_transforms(cfg, is_train=True)
+    transforms = build_train_transforms(cfg)
     mini_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
     loaders = []
     for level, labels in enumerate(labels_per_level):

@@ -6,8 +6,10 @@ __all__ = ["build_config", "seed_everything", "setup", "launch", "distributed_ba
 
 
 def trainer_class_for(cfg):
-    """``LF2Trainer`` for ``LF2``; ``SourceTrainer`` when ``DATASETS.TARGET_BN_ADAPT`` names a target or
-    ``MODEL.BN_SPLITS`` > 1; else fast-reid's own ``DefaultTrainer``."""
+    """``LF2Trainer`` for ``LF2``; ``SourceTrainer`` for ``LF2SourceBaseline`` or when ``DATASETS.TARGET_BN_ADAPT``
+    names a target, ``DATALOADER.SAMPLER_TRAIN`` is the plugin's ``RandomMultipleGallerySampler``,
+    ``MODEL.BN_SPLITS`` > 1, ``SOLVER.ITERS_PER_EPOCH`` or ``SOLVER.WARMUP_PER_EPOCH`` is set; else
+    fast-reid's own ``DefaultTrainer``."""
     from fastreid.engine import DefaultTrainer
 
     from .source import SourceTrainer
@@ -15,4 +17,7 @@ def trainer_class_for(cfg):
 
     if cfg.MODEL.META_ARCHITECTURE == "LF2":
         return LF2Trainer
-    return SourceTrainer if cfg.DATASETS.TARGET_BN_ADAPT or cfg.MODEL.BN_SPLITS > 1 else DefaultTrainer
+    needs_source_trainer = (cfg.MODEL.META_ARCHITECTURE == "LF2SourceBaseline" or cfg.DATASETS.TARGET_BN_ADAPT
+                            or cfg.DATALOADER.SAMPLER_TRAIN == "RandomMultipleGallerySampler"
+                            or cfg.MODEL.BN_SPLITS > 1 or cfg.SOLVER.ITERS_PER_EPOCH or cfg.SOLVER.WARMUP_PER_EPOCH)
+    return SourceTrainer if needs_source_trainer else DefaultTrainer

@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..clustering.hook import MultiLevelClusteringHook
 from ..data.pseudo_labels import build_clustering_loader, build_pseudo_label_loaders
 from ..modeling.split_bn import convert_split_batchnorm
+from .hooks import BestMetricCheckpointer
 
 __all__ = ["LF2Trainer", "LF2StepRunner", "AtomicCheckpointer", "unwrap_model"]
 
@@ -303,7 +304,7 @@ class LF2Trainer(DefaultTrainer):
 
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
-            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+            ret.append(BestMetricCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.TEST.BEST_METRIC))
             ret.append(hooks.PeriodicWriter(self.build_writers(), 20))
         return ret
 

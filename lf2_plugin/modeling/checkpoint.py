@@ -167,6 +167,28 @@ def _official_network_key(key, prefix, source_layout=False):
     return f"{prefix}{_OFFICIAL_HEAD_LAYERS[layer]}.{tensor}"
 
 
+def official_key(key, encoder=True):
+    """The plugin key of one official key (``encoder``: of the target-stage ``Encoder``, else of the source
+    model), or None for a tensor LF2 does not use."""
+    if not encoder:
+        return _official_network_key(key.removeprefix("module."), "", source_layout=True)
+    if key.startswith("fuse_net."):
+        match = re.match(r"fuse_net\.bn_(\d+)\.(.*)", key)
+        if not match:
+            raise KeyError(f"unexpected official Fusion Module key {key}")
+        return f"fusion.bns.{int(match.group(1)) - 1}.norm.{match.group(2)}"
+    network, _, rest = key.partition(".")
+    if network not in ("model", "model_ema"):
+        raise KeyError(f"unexpected official key {key}")
+    rest = rest[len("module."):] if rest.startswith("module.") else rest
+    return _official_network_key(rest, TEACHER_PREFIX if network == "model_ema" else "")
+
+
+def is_official_encoder_state(official):
+    """True for the state of the official ``Encoder`` (target stage), False for the source model's."""
+    return any(k.startswith(("model.", "model_ema.", "fuse_net.")) for k in checkpoint_state_dict(official))
+
+
 def convert_official_state_dict(official):
     """Convert an official checkpoint (``Encoder`` of target training, or the source model) to this plugin.
 
@@ -175,22 +197,10 @@ def convert_official_state_dict(official):
     (``MODEL.HEADS.NUM_CLASSES``, ``MODEL.BACKBONE.FEAT_DIM``, ``MODEL.LF2.EXPERT``).
     """
     official = checkpoint_state_dict(official)
-    is_encoder = any(k.startswith(("model.", "model_ema.", "fuse_net.")) for k in official)
+    is_encoder = is_official_encoder_state(official)
     converted, dropped = OrderedDict(), []
     for key, value in official.items():
-        if not is_encoder:
-            new_key = _official_network_key(key, "", source_layout=True)
-        elif key.startswith("fuse_net."):
-            match = re.match(r"fuse_net\.bn_(\d+)\.(.*)", key)
-            if not match:
-                raise KeyError(f"unexpected official Fusion Module key {key}")
-            new_key = f"fusion.bns.{int(match.group(1)) - 1}.norm.{match.group(2)}"
-        else:
-            network, _, rest = key.partition(".")
-            if network not in ("model", "model_ema"):
-                raise KeyError(f"unexpected official key {key}")
-            rest = rest[len("module."):] if rest.startswith("module.") else rest
-            new_key = _official_network_key(rest, TEACHER_PREFIX if network == "model_ema" else "")
+        new_key = official_key(key, is_encoder)
         if new_key is None:
             dropped.append(key)
             continue

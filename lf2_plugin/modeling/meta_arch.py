@@ -311,9 +311,28 @@ class LF2SourceBaseline(Baseline):
 
     Same modules and checkpoint keys as ``Baseline``; the losses are the official ``CrossEntropyLabelSmooth``
     (smoothing ``eps/k``) and ``SoftTripletLoss(margin=0)`` (:mod:`lf2_plugin.modeling.losses`) whenever
-    ``MODEL.LOSSES.NAME`` asks for cross-entropy / triplet. (``lf2_plugin.compat`` makes Baseline normalise
-    images out of place.)
+    ``MODEL.LOSSES.NAME`` asks for cross-entropy / triplet, and the classifier starts from N(0, 0.001²) as the
+    official ``resnet_source.py``'s. With ``MODEL.LF2.EVAL_NORMALIZE`` the eval feature
+    (the BNNeck output) is L2-normalised per view, as the official source model's. (``lf2_plugin.compat`` makes
+    Baseline normalise images out of place.)
     """
+
+    @configurable
+    def __init__(self, *, eval_normalize=False, **kwargs):
+        super().__init__(**kwargs)
+        self.eval_normalize = eval_normalize
+        if hasattr(self.heads, "weight"):  # official classifier init N(0, 0.001^2); fast-reid's is 0.01
+            nn.init.normal_(self.heads.weight, std=0.001)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {**Baseline.from_config(cfg), "eval_normalize": cfg.MODEL.LF2.EVAL_NORMALIZE}
+
+    def forward(self, batched_inputs):
+        outputs = super().forward(batched_inputs)
+        if not self.training and self.eval_normalize:
+            return F.normalize(outputs, dim=1)
+        return outputs
 
     def losses(self, outputs, gt_labels):
         names = self.loss_kwargs["loss_names"]
