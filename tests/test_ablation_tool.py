@@ -56,9 +56,9 @@ def test_without_reuse_a_missing_step_is_run(tmp_path, monkeypatch):
         commands.append(cmd)
         raise RuntimeError("stop after the first command")
 
-    import demo
+    from lf2_plugin.experiments import runs
 
-    monkeypatch.setattr(demo.subprocess, "run", fake_run)
+    monkeypatch.setattr(runs.subprocess, "run", fake_run)
     with pytest.raises(RuntimeError):
         ablation.run_seed(str(tmp_path), "configs/SynthDuke2SynthMarket", 1, env={}, reuse=False)
     assert "source.yml" in " ".join(commands[0])

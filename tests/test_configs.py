@@ -7,8 +7,7 @@ import torch
 
 from conftest import ROOT
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*", "*.yml")) +
-                 glob.glob(os.path.join(ROOT, "configs", "*.yml")))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yml"), recursive=True))
 OFFICIAL_K = {"Market2Duke": 900, "Duke2Market": 700, "Market2MSMT": 1500, "Duke2MSMT": 1500}
 
 

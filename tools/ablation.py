@@ -26,8 +26,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from demo import (METRICS, ROOT, adapt, datasets_env, metrics_row, read_json, source_and_direct_transfer,  # noqa: E402
-                  source_stage_files)
+from demo import adapt, source_and_direct_transfer, source_stage_files  # noqa: E402
+from lf2_plugin.experiments.paired import paired_difference  # noqa: E402
+from lf2_plugin.experiments.runs import METRICS, ROOT, VARIANTS, datasets_env, metrics_row, read_json  # noqa: E402
 
 # How well each level's last-epoch pseudo labels match the true target ids (never seen by training): NMI, pairwise F1
 PSEUDO_LABEL_METRICS = ("nmi", "pairwise_precision", "pairwise_recall", "pairwise_f1")
@@ -36,12 +37,6 @@ PSEUDO_LABEL_METRICS = ("nmi", "pairwise_precision", "pairwise_recall", "pairwis
 PAIRS = (("lf2", "direct_transfer"), ("lf2", "global_only_mt"), ("lf2_no_fusion", "lf2"),
          ("lf2_fusion_loss", "lf2"), ("global_only_mt", "direct_transfer"), ("lf2_no_fusion", "global_only_mt"))
 
-VARIANTS = {
-    "lf2": [],
-    "global_only_mt": ["MODEL.LF2.NUM_PARTS", "0"],
-    "lf2_no_fusion": ["MODEL.LF2.FUSION.ENABLED", "False"],
-    "lf2_fusion_loss": ["MODEL.LF2.FUSION.LOSS_WEIGHT", "0.5"],
-}
 
 
 def run_seed(out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None):
@@ -111,19 +106,14 @@ def aggregate(per_seed):
 def paired_differences(rows, metric="mAP"):
     """Per seed, row a − row b (same seed, same source model, so the source model's variation cancels): the
     differences, their mean and sample std, a 95% Student-t interval of the mean and in how many seeds a > b."""
-    from scipy import stats
-
     by_name = {row["name"]: {s["seed"]: s[metric] for s in row["seeds"]} for row in rows}
     pairs = []
     for a, b in PAIRS:
         if a not in by_name or b not in by_name:
             continue
-        diffs = [round(by_name[a][seed] - by_name[b][seed], 2) for seed in by_name[a]]
-        mean, std = mean_and_std(diffs, digits=2)
-        half = stats.t.ppf(0.975, len(diffs) - 1) * std / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
-        pairs.append({"a": a, "b": b, "metric": metric, "per_seed": diffs, "mean": mean, "std": std,
-                      "ci95": [round(mean - half, 2), round(mean + half, 2)],
-                      "better_in": f"{sum(d > 0 for d in diffs)}/{len(diffs)}"})
+        seeds = list(by_name[a])
+        pairs.append(paired_difference(a, b, metric, [by_name[a][s] for s in seeds], [by_name[b][s] for s in seeds],
+                                       seeds))
     return pairs
 
 

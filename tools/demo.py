@@ -5,52 +5,16 @@
 
 Every step is a ``tools/train_net.py`` run, exactly what a user types; trailing ``KEY VALUE`` pairs go to the LF2
 step. Writes ``<out>/summary.json`` ({"rows": [{"name", "mAP", "Rank-1", "Rank-5", "Rank-10"}], "seconds"}),
-``<out>/lf2/metrics.png`` and prints the table.
+``<out>/lf2/metrics.png`` and prints the table. Of the checkpoints only each stage's final weights stay
+(``model_final.pth`` without optimizer state): what direct transfer and LF2 evaluate, not enough to resume.
 """
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
-METRICS = ("mAP", "Rank-1", "Rank-5", "Rank-10")
-
-
-def train_net(config, out_dir, *opts, flags=(), env=None, reuse_if=None):
-    """Run tools/train_net.py; its log goes to <out_dir>/stdout.log.
-
-    With ``reuse_if`` (a file name a finished run leaves in ``out_dir``) an earlier finished run is kept instead.
-    """
-    os.makedirs(out_dir, exist_ok=True)
-    cmd = [sys.executable, TRAIN_NET, "--config-file", config, *flags, "OUTPUT_DIR", out_dir, *opts]
-    if reuse_if and os.path.exists(os.path.join(out_dir, reuse_if)):
-        print(f"reusing the finished run in {out_dir} (remove it to run again): {' '.join(cmd[1:])}", flush=True)
-        return None
-    print("$", " ".join(cmd), flush=True)
-    with open(os.path.join(out_dir, "stdout.log"), "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
-        with open(os.path.join(out_dir, "stdout.log")) as log:
-            tail = log.read()[-4000:]
-        raise SystemExit(f"step failed ({' '.join(cmd)}):\n{tail}")
-    return proc
-
-
-def metrics_row(name, metrics):
-    return {"name": name, **{k: round(float(metrics[k]), 2) for k in METRICS}}
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def datasets_env():
-    """The environment of every step: ``FASTREID_DATASETS`` defaults to ``<repo>/datasets``."""
-    return dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
+from lf2_plugin.experiments.runs import (METRICS, ROOT, datasets_env, keep_final_weights_only, metrics_row, read_json,
+                                        train_net)
 
 
 def source_stage_files(out):
@@ -93,11 +57,12 @@ def run_demo(out, config_dir, seed, lf2_opts=()):
     from lf2_plugin.engine.plots import plot_run
 
     plot_run(lf2_dir)
+    for run_dir in (os.path.dirname(weights), lf2_dir):  # a demo keeps the final weights only
+        keep_final_weights_only(run_dir)
     return summary
 
 
 def target_tests(lf2_config):
-    sys.path.insert(0, ROOT)
     from lf2_plugin.engine import build_config
 
     return "(" + ", ".join(f'"{name}"' for name in build_config(lf2_config).DATASETS.TESTS) + ",)"

@@ -15,9 +15,15 @@ from fastreid.utils import comm
 from . import clustering_quality, clustering_statistics, distributed_cluster_levels, resolve_min_clusters
 from .features import extract_clustering_features
 
-__all__ = ["MultiLevelClusteringHook"]
+__all__ = ["MultiLevelClusteringHook", "epoch_cluster_seed"]
 
 logger = logging.getLogger(__name__)
+
+
+def epoch_cluster_seed(cfg, epoch):
+    """The clustering seed of ``epoch``: a different k-means initialisation every epoch, and per run seed
+    (``SEED``) so that seeds are independent runs."""
+    return cfg.MODEL.LF2.CLUSTER.SEED + 1000 * max(cfg.SEED, 0) + epoch
 
 
 class MultiLevelClusteringHook(HookBase):
@@ -42,9 +48,8 @@ class MultiLevelClusteringHook(HookBase):
         start = time.perf_counter()
         features = extract_clustering_features(model, self.data_loader, flip=True)
         extract_seconds = time.perf_counter() - start
-        # A different k-means initialisation every epoch, and per run seed (SEED) so seeds are independent runs.
-        seed = self.cfg.MODEL.LF2.CLUSTER.SEED + 1000 * max(self.cfg.SEED, 0) + trainer.epoch
-        results = distributed_cluster_levels(features, self.cfg.MODEL.LF2.CLUSTER, seed=seed,
+        results = distributed_cluster_levels(features, self.cfg.MODEL.LF2.CLUSTER,
+                                             seed=epoch_cluster_seed(self.cfg, trainer.epoch),
                                              min_clusters=self.min_clusters)
         if comm.is_main_process():
             self._log(results, extract_seconds)

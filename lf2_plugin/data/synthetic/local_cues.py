@@ -84,3 +84,24 @@ def pair_co_clustering(pids, labels, groups):
         pairs = mask & upper
         rates[kind] = float(together[pairs].mean()) if pairs.any() else float("nan")
     return rates
+
+
+def target_train_groups(cfg, items):
+    """``(pids, groups)`` of the target train ``items`` (``DATASETS.NAMES``, in the trainer's order): each image's
+    identity number and the train split's local-cue groups, or ``(None, None)`` when a target is not a generated
+    synthetic domain (no sidecar)."""
+    import os
+
+    import fastreid.data.build as data_build
+    from fastreid.data.datasets import DATASET_REGISTRY
+
+    groups = {}
+    for name in cfg.DATASETS.NAMES:
+        dataset = DATASET_REGISTRY.get(name)(root=data_build._root)
+        # fast-reid's Market1501 reads from data_dir (the versioned subfolder), DukeMTMC from dataset_dir
+        dataset_dir = getattr(dataset, "data_dir", dataset.dataset_dir)
+        if read_sidecar(dataset_dir) is None:
+            return None, None
+        groups.update({pid: g for pid, g in local_cue_groups(dataset_dir).items() if g[0] == "train"})
+    pids = [int(os.path.basename(path).split("_")[0]) for path, _, _ in items]
+    return pids, groups
