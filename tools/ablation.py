@@ -38,7 +38,6 @@ PAIRS = (("lf2", "direct_transfer"), ("lf2", "global_only_mt"), ("lf2_no_fusion"
          ("lf2_fusion_loss", "lf2"), ("global_only_mt", "direct_transfer"), ("lf2_no_fusion", "global_only_mt"))
 
 
-
 def run_seed(out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None):
     """direct_transfer and the ``variants`` rows of one seed; with ``sources`` its source model is taken from there."""
     seed_dir = os.path.join(out, f"seed{seed}")
