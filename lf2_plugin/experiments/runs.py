@@ -1,4 +1,7 @@
-"""Running ``tools/train_net.py`` as a user does, one step of an experiment at a time, and reading its results."""
+"""Running ``tools/train_net.py`` as a user does, one step of an experiment at a time, and reading its results.
+
+The steps run the repository's own ``tools/train_net.py``: this module needs the checkout (``pip install -e``).
+"""
 import json
 import os
 import subprocess
