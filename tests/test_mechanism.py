@@ -111,3 +111,17 @@ def test_an_unfinished_step_is_resumed_a_finished_one_kept(tmp_path, monkeypatch
     assert len(commands) == 2  # the finished step is kept
     assert "--resume" not in commands[0] and "--resume" in commands[1]
     assert commands[1][-2:] == ["SEED", "1"] and str(unfinished) in commands[1]
+
+
+def test_score_labels_against_the_true_ids_and_the_local_cue_groups():
+    """True ids as labels: F1 1, no group-mates merged; one label for a group's two people: group-mates merged."""
+    items = [(f"{pid:04d}_c1_{i}.jpg", pid, 1) for pid in (1, 2, 3) for i in range(2)]
+    target = mechanism.TargetTruth(items, [1, 1, 2, 2, 3, 3], [1, 1, 2, 2, 3, 3],
+                                   {1: ("train", 0, "upper"), 2: ("train", 0, "upper")})
+    perfect, = mechanism.score_labels(target, [[0, 0, 1, 1, 2, 2]])
+    assert perfect["pairwise_f1"] == 1.0 and perfect["group_mates"] == 0.0 and perfect["unrelated"] == 0.0
+    merged, = mechanism.score_labels(target, [[0, 0, 0, 0, 2, 2]])
+    assert merged["group_mates"] == 1.0 and merged["unrelated"] == 0.0 and merged["pairwise_precision"] < 1
+    without_groups, = mechanism.score_labels(mechanism.TargetTruth(items, target.true_ids, None, None),
+                                             [[0, 0, 1, 1, 2, 2]])
+    assert "group_mates" not in without_groups

@@ -23,10 +23,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fastreid.data.datasets import DATASET_REGISTRY  # noqa: E402
 from fastreid.evaluation.evaluator import DatasetEvaluator, inference_on_dataset  # noqa: E402
-from lf2_plugin.data.synthetic.local_cues import local_cue_groups, pair_co_clustering, rank1_confusions  # noqa: E402
+from lf2_plugin.data.synthetic.local_cues import (local_cue_groups, pair_co_clustering, rank1_confusions,  # noqa: E402
+                                                  target_train_groups)
 from lf2_plugin.modeling.checkpoint import load_checkpoint_file  # noqa: E402
 from lf2_plugin.engine import build_config, trainer_class_for  # noqa: E402
-from lf2_plugin.engine.trainer import AtomicCheckpointer  # noqa: E402
+from lf2_plugin.engine.trainer import AtomicCheckpointer, LF2Trainer  # noqa: E402
 
 
 class FeatureCollector(DatasetEvaluator):
@@ -61,12 +62,10 @@ def pseudo_label_pairs(cfg):
     labels = load_checkpoint_file(cfg.MODEL.WEIGHTS).get("pseudo_labels") or []
     if not labels:
         return None  # not an LF2 checkpoint
-    items, groups = [], {}
-    for name in cfg.DATASETS.NAMES:  # the trainer's target_items order
-        dataset, name_groups = synthetic_dataset(name)
-        items += dataset.train
-        groups.update({pid: g for pid, g in name_groups.items() if g[0] == "train"})
-    pids = [int(os.path.basename(path).split("_")[0]) for path, _, _ in items]
+    items, _ = LF2Trainer.load_target_train_set(cfg)  # the order the labels were saved in
+    pids, groups = target_train_groups(cfg, items)
+    if groups is None:
+        raise FileNotFoundError(f"{list(cfg.DATASETS.NAMES)}: not a generated synthetic domain (no synthetic.json)")
     return [pair_co_clustering(pids, np.asarray(level), groups) for level in labels]
 
 
@@ -101,7 +100,6 @@ def main():
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             f.write(text)
-
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from .paired import paired_difference
-from .runs import FIDELITY_VARIANTS, VARIANTS, read_json, train_net
+from .runs import FIDELITY_VARIANTS, RESUME_STATE_KEYS, VARIANTS, read_json, train_net
 
-__all__ = ["State", "prepare_states", "run_branch", "score_labels", "next_labels", "paired_table",
+__all__ = ["State", "TargetTruth", "prepare_states", "run_branch", "score_labels", "next_labels", "paired_table",
            "branch_checkpoint", "LABEL_METRICS"]
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ def _cpu_seconds():
 
 def prepare_states(out, config_dir, seeds, epochs, env, opts=()):
     """Per seed: the source model (``source.yml``) and one LF2 run (``lf2.yml`` + ``opts``) that keeps a
-    checkpoint after every epoch (``model_<epoch>.pth``); kept when it has every one of ``epochs``. Returns the states, the source ones first per seed."""
+    checkpoint after every epoch (``model_<epoch>.pth``), kept when it has every one of ``epochs``. Returns the
+    states, the source ones first per seed."""
     states = []
     for seed in seeds:
         seed_dir = os.path.join(out, f"seed{seed}")
@@ -91,14 +92,14 @@ def branch_checkpoint(state_path, run_dir, epoch):
     have other parameters; both are irrelevant with ``SOLVER.RESET_OPTIMIZER_EACH_EPOCH`` and a constant
     learning rate, which :func:`run_branch` checks), tagged as the last checkpoint for ``--resume``."""
     checkpoint = torch.load(state_path, map_location="cpu", weights_only=False)
-    kept = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "lr_sched", "warmup_sched")}
+    kept = {k: v for k, v in checkpoint.items() if k not in RESUME_STATE_KEYS}
     if kept.get("epoch") != epoch:
         raise ValueError(f"{state_path} is the checkpoint of epoch {kept.get('epoch')}, not {epoch}")
     os.makedirs(run_dir, exist_ok=True)
-    name = f"model_{epoch:04d}.pth"
-    torch.save(kept, os.path.join(run_dir, name))
+    path = _epoch_checkpoint(run_dir, epoch)
+    torch.save(kept, path)
     with open(os.path.join(run_dir, "last_checkpoint"), "w") as f:
-        f.write(name)
+        f.write(os.path.basename(path))
 
 
 def _check_branchable(cfg):
@@ -139,11 +140,12 @@ def run_branch(state, variant, out, config_dir, env, opts=()):
                                 "MODEL.BACKBONE.PRETRAIN", False])
     labels = [np.asarray(level) for level in torch.load(final, map_location="cpu",
                                                          weights_only=False)["pseudo_labels"]]
+    target = TargetTruth.of(cfg)
     result = {
         "state": state.tag, "variant": variant, "epoch": epoch,
         "metrics": read_json(os.path.join(run_dir, "summary.json"))["last"],
-        "labels": score_labels(cfg, labels),
-        "next_labels": score_labels(cfg, next_labels(cfg, final, epoch + 1)),
+        "labels": score_labels(target, labels),
+        "next_labels": score_labels(target, next_labels(cfg, target.items, final, epoch + 1)),
         "seconds": round(time.perf_counter() - wall, 1), "cpu_seconds": round(_cpu_seconds() - cpu, 1),
     }
     for name in os.listdir(run_dir):  # scored: the branch's checkpoints are not needed any more
@@ -155,9 +157,28 @@ def run_branch(state, variant, out, config_dir, env, opts=()):
     return result
 
 
-def next_labels(cfg, weights, epoch):
-    """The labels per level that the clustering hook would give at ``epoch`` from ``weights`` (same features,
-    same seed)."""
+@dataclass(frozen=True)
+class TargetTruth:
+    """The target train images in the trainer's order, their true ids and, for a generated synthetic target, each
+    image's identity number and the local-cue groups (else None): what :func:`score_labels` scores against."""
+
+    items: list
+    true_ids: list
+    pids: object
+    groups: object
+
+    @classmethod
+    def of(cls, cfg):
+        from ..data.synthetic.local_cues import target_train_groups
+        from ..engine.trainer import LF2Trainer
+
+        items, true_ids = LF2Trainer.load_target_train_set(cfg)
+        return cls(items, true_ids, *target_train_groups(cfg, items))
+
+
+def next_labels(cfg, items, weights, epoch):
+    """The labels per level that the clustering hook would give at ``epoch`` from ``weights`` (same features of
+    the target train ``items``, same seed)."""
     from ..clustering import distributed_cluster_levels, resolve_min_clusters
     from ..clustering.features import extract_clustering_features
     from ..clustering.hook import epoch_cluster_seed
@@ -166,27 +187,23 @@ def next_labels(cfg, weights, epoch):
 
     model = LF2Trainer.build_model(cfg)
     AtomicCheckpointer(model, "").load(weights)
-    items, _ = LF2Trainer.load_target_train_set(cfg)
     features = extract_clustering_features(model, build_clustering_loader(cfg, items), flip=True, progress=False)
     results = distributed_cluster_levels(features, cfg.MODEL.LF2.CLUSTER, seed=epoch_cluster_seed(cfg, epoch),
                                          min_clusters=resolve_min_clusters(cfg))
     return [r.labels for r in results]
 
 
-def score_labels(cfg, labels_per_level):
-    """Per level: :func:`clustering_quality` against the target's true ids, and (synthetic targets) the share of
-    local-cue group-mate and of unrelated pairs that share a label."""
+def score_labels(target, labels_per_level):
+    """Per level: :func:`clustering_quality` against the ``target``'s (:class:`TargetTruth`) true ids, and
+    (synthetic targets) the share of local-cue group-mate and of unrelated pairs that share a label."""
     from ..clustering import clustering_quality
-    from ..data.synthetic.local_cues import pair_co_clustering, target_train_groups
-    from ..engine.trainer import LF2Trainer
+    from ..data.synthetic.local_cues import pair_co_clustering
 
-    items, true_ids = LF2Trainer.load_target_train_set(cfg)
-    pids, groups = target_train_groups(cfg, items)
     scores = []
     for labels in labels_per_level:
-        level = clustering_quality(labels, true_ids)
-        if groups is not None:
-            rates = pair_co_clustering(pids, labels, groups)
+        level = clustering_quality(labels, target.true_ids)
+        if target.groups is not None:
+            rates = pair_co_clustering(target.pids, labels, target.groups)
             level.update(group_mates=rates["group_mates"], unrelated=rates["unrelated"])
         scores.append({k: round(float(v), 5) for k, v in level.items()})
     return scores

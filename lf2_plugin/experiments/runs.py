@@ -27,7 +27,10 @@ FIDELITY_VARIANTS = {
     "lf2_mean_centroids": ["MODEL.LF2.CLUSTER.KMEANS.CENTROIDS", "mean"],
 }
 
-__all__ = ["ROOT", "TRAIN_NET", "METRICS", "VARIANTS", "FIDELITY_VARIANTS", "train_net", "metrics_row", "read_json", "datasets_env",
+# checkpoint entries only resuming the same run needs (the optimizer's and schedulers' state)
+RESUME_STATE_KEYS = ("optimizer", "lr_sched", "warmup_sched")
+
+__all__ = ["ROOT", "TRAIN_NET", "METRICS", "VARIANTS", "FIDELITY_VARIANTS", "RESUME_STATE_KEYS", "train_net", "metrics_row", "read_json", "datasets_env",
            "keep_final_weights_only"]
 
 
@@ -80,7 +83,7 @@ def keep_final_weights_only(run_dir):
         raise FileNotFoundError(f"{run_dir} has no model_final.pth: not a finished run")
     before = sum(os.path.getsize(os.path.join(run_dir, n)) for n in os.listdir(run_dir) if n.endswith(".pth"))
     checkpoint = torch.load(final, map_location="cpu", weights_only=False)
-    slim = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "lr_sched", "warmup_sched", "rng")}
+    slim = {k: v for k, v in checkpoint.items() if k not in (*RESUME_STATE_KEYS, "rng")}
     torch.save(slim, final + ".tmp")
     os.replace(final + ".tmp", final)
     for name in os.listdir(run_dir):
