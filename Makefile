@@ -35,7 +35,7 @@ $(VENV)/.stamp-rank-cylib: $(VENV)/.stamp-fastreid
 	touch $@
 
 $(VENV)/.stamp-plugin: setup.py $(VENV)/.stamp-rank-cylib
-	$(PIP) install --no-build-isolation -e ".[cpu,test,torchreid]"
+	$(PIP) install --no-build-isolation -e ".[cpu,test,torchreid,export]"
 	$(VPY) -c "import lf2_plugin, fastreid.evaluation.rank as r; assert r.IS_CYTHON_AVAI, 'Cython ranker missing'"
 	touch $@
 

@@ -34,5 +34,7 @@ setup(
         "gpu": ["faiss-gpu>=1.7.3"],
         "torchreid": ["torchreid==0.2.5", "gdown", "six"],
         "test": ["pytest>=7"],
+        # tools/export.py: ONNX export and its check with onnxruntime.
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
     },
 )

@@ -150,6 +150,14 @@ def _add_cluster_config(cfg):
     # On a giant cluster: "fallback" (re-cluster) or "warn" (keep the labels).
     cl.FALLBACK.ON_GIANT_CLUSTER = "fallback"
 
+    # Pictures of the pseudo labels every N epochs (0 = never), in OUTPUT_DIR/clusters/: per level a montage of
+    # clusters as rows of member images, borders coloured by true identity where the dataset has one, and the
+    # cluster-size histograms of all levels.
+    cl.VIS_EVERY = 0
+    # Montage rows (the largest cluster, then evenly down the size ranking) and member images shown per row.
+    cl.VIS_CLUSTERS = 8
+    cl.VIS_MEMBERS = 12
+
 
 def _add_data_config(cfg):
     # DATASETS.*: plugin additions to fast-reid's dataset keys.

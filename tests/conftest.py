@@ -37,6 +37,7 @@ def run_train_net(args, datasets_root, timeout=600, python_args=(), extra_env=No
 
 LF2_TINY_CONFIG = os.path.join(HERE, "configs", "lf2_tiny.yml")
 LF2_TINY_EPOCHS = 3
+LF2_TINY_VIS_EVERY = 2
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +52,14 @@ def tiny_duke_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def uninterrupted(tiny_duke_root, tmp_path_factory):
-    """An uninterrupted tiny LF2 adaptation of LF2_TINY_EPOCHS epochs: (OUTPUT_DIR, CompletedProcess)."""
+    """An uninterrupted tiny LF2 adaptation of LF2_TINY_EPOCHS epochs: (OUTPUT_DIR, CompletedProcess).
+
+    It draws its pseudo labels every LF2_TINY_VIS_EVERY epochs (the resume test compares it with a run that does
+    not: pictures must not change training)."""
     out = tmp_path_factory.mktemp("lf2_full")
     proc = run_train_net(["--config-file", LF2_TINY_CONFIG, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH",
-                          str(LF2_TINY_EPOCHS)], tiny_duke_root)
+                          str(LF2_TINY_EPOCHS), "MODEL.LF2.CLUSTER.VIS_EVERY", str(LF2_TINY_VIS_EVERY)],
+                         tiny_duke_root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
 

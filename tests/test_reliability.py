@@ -249,8 +249,9 @@ def test_source_weights_of_another_backbone_into_lf2(cli_with_root, tiny_duke_ro
 
 def test_eval_only_weights_of_another_backbone(cli_with_root, tiny_market_root, tmp_path):
     weights = resnet50_baseline_checkpoint(tmp_path / "resnet50.pth")
-    with pytest.raises(RuntimeError, match=f"{weights} does not fit this model's backbone: .* backbone tensors "
-                                           "missing or of another shape"):
+    with pytest.raises(RuntimeError, match=f"{weights} does not cover this model's eval path: 0 of .* tensors "
+                                           r"missing, [1-9]\d* of another shape .* feature width 2048; the config "
+                                           "builds Baseline on build_resnet_backbone depth 18x"):
         cli_with_root(tiny_market_root, ["--config-file", BASELINE_CONFIG, "--eval-only", "MODEL.WEIGHTS", weights,
                                          "OUTPUT_DIR", str(tmp_path / "out"), "MODEL.HEADS.NUM_CLASSES", "24"])
 

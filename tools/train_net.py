@@ -21,9 +21,9 @@ from fastreid.engine import default_argument_parser  # noqa: E402
 from fastreid.evaluation import rank as fastreid_rank  # noqa: E402
 from fastreid.utils import comm  # noqa: E402
 from lf2_plugin.data.validation import validate_datasets  # noqa: E402
+from lf2_plugin.deploy import load_inference_model  # noqa: E402
 from lf2_plugin.engine import launch, setup, trainer_class_for  # noqa: E402
 from lf2_plugin.engine.reliability import TrainingInterrupted, explain_non_finite_loss, protect_training  # noqa: E402
-from lf2_plugin.engine.trainer import AtomicCheckpointer  # noqa: E402
 
 
 def check_weights_file(cfg, args):
@@ -45,10 +45,7 @@ def main(args):
     trainer_cls = trainer_class_for(cfg)
     if args.eval_only:
         logger = logging.getLogger("fastreid")
-        cfg.defrost()
-        cfg.MODEL.BACKBONE.PRETRAIN = False
-        model = trainer_cls.build_model(cfg)
-        AtomicCheckpointer(model, "").load(cfg.MODEL.WEIGHTS)
+        model = load_inference_model(cfg)  # refuses weights that leave part of the eval path unset
         logger.info("Ranking with the %s ranker",
                     "compiled Cython" if fastreid_rank.IS_CYTHON_AVAI else "pure-Python (slow: run `make rank-cylib`)")
         results = trainer_cls.test(cfg, model)

@@ -9,11 +9,13 @@ import os
 import time
 
 import numpy as np
+import torch
 from fastreid.engine.train_loop import HookBase
 from fastreid.utils import comm
 
 from . import clustering_quality, clustering_statistics, distributed_cluster_levels, resolve_min_clusters
 from .features import extract_clustering_features
+from .visualize import save_cluster_montage, save_size_histograms
 
 __all__ = ["MultiLevelClusteringHook", "epoch_cluster_seed"]
 
@@ -32,13 +34,20 @@ class MultiLevelClusteringHook(HookBase):
     Every rank extracts its shard of the features; rank 0 clusters each level (``MODEL.LF2.CLUSTER``) and the
     results are broadcast, so all ranks train on identical labels. Per level it logs cluster statistics and,
     when ``true_ids`` are given (never used for training), NMI/ARI/pairwise P/R/F1: to the log, TensorBoard and
-    metrics.json (through the trainer's event storage) and to ``OUTPUT_DIR/clustering.jsonl``.
+    metrics.json (through the trainer's event storage) and to ``OUTPUT_DIR/clustering.jsonl``; the cluster sizes
+    as TensorBoard histograms; with ``MODEL.LF2.CLUSTER.VIS_EVERY`` and ``image_paths`` (the loader's images in
+    order), pictures of the labels (:mod:`lf2_plugin.clustering.visualize`) in ``OUTPUT_DIR/clusters/``.
     """
 
-    def __init__(self, cfg, data_loader, true_ids=None):
+    def __init__(self, cfg, data_loader, true_ids=None, image_paths=None):
         self.cfg = cfg
         self.data_loader = data_loader
         self.true_ids = None if true_ids is None else np.asarray(true_ids)
+        self.image_paths = image_paths
+        cl = cfg.MODEL.LF2.CLUSTER
+        if cl.VIS_EVERY > 0 and min(cl.VIS_CLUSTERS, cl.VIS_MEMBERS) < 1:
+            raise ValueError(f"MODEL.LF2.CLUSTER.VIS_CLUSTERS and VIS_MEMBERS must be >= 1 with VIS_EVERY "
+                             f"{cl.VIS_EVERY}, got {cl.VIS_CLUSTERS} and {cl.VIS_MEMBERS}")
         self.min_clusters = resolve_min_clusters(cfg)
         self.history_file = os.path.join(cfg.OUTPUT_DIR, "clustering.jsonl")
 
@@ -53,6 +62,7 @@ class MultiLevelClusteringHook(HookBase):
                                              min_clusters=self.min_clusters)
         if comm.is_main_process():
             self._log(results, extract_seconds)
+            self._draw(results)
         trainer.set_pseudo_labels(results)
 
     def _log(self, results, extract_seconds):
@@ -72,6 +82,31 @@ class MultiLevelClusteringHook(HookBase):
             record["levels"].append(stats)
             scalars.update({f"cluster/level{level}/{k}": float(v) for k, v in stats.items()
                             if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)})
-        self.trainer.storage.put_scalars(**scalars, smoothing_hint=False)
+        storage = self.trainer.storage
+        # Before the epoch's first step the storage still holds the previous step, which the writers have written
+        # already: the scalars would never reach TensorBoard. They belong to the epoch's first step.
+        storage.iter = self.trainer.iter
+        storage.put_scalars(**scalars, smoothing_hint=False)
+        for level, result in enumerate(results):
+            labels = np.asarray(result.labels)
+            sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(1, np.int64)
+            sizes = torch.from_numpy(sizes[sizes > 0].astype(np.float32))
+            storage.put_histogram(f"cluster/level{level}/sizes", sizes, bins=max(1, int(sizes.max())))
         with open(self.history_file, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
+
+    def _draw(self, results):
+        every = self.cfg.MODEL.LF2.CLUSTER.VIS_EVERY
+        epoch = self.trainer.epoch
+        if every <= 0 or epoch % every or self.image_paths is None:
+            return
+        folder = os.path.join(self.cfg.OUTPUT_DIR, "clusters")
+        os.makedirs(folder, exist_ok=True)
+        for level, result in enumerate(results):
+            save_cluster_montage(result.labels, self.image_paths,
+                                 os.path.join(folder, f"epoch{epoch:03d}_level{level}.jpg"), true_ids=self.true_ids,
+                                 num_rows=self.cfg.MODEL.LF2.CLUSTER.VIS_CLUSTERS,
+                                 num_members=self.cfg.MODEL.LF2.CLUSTER.VIS_MEMBERS, seed=epoch,
+                                 title=f"epoch {epoch}, level {level}: ")
+        save_size_histograms(results, os.path.join(folder, f"epoch{epoch:03d}_sizes.png"), title=f"epoch {epoch}")
+        logger.info("Pictures of the epoch %d pseudo labels in %s", epoch, folder)

@@ -229,7 +229,8 @@ class LF2Trainer(DefaultTrainer):
         self.cfg = cfg
         self.eval_history = []
         self.clustering_hook = MultiLevelClusteringHook(cfg, build_clustering_loader(cfg, self.target_items),
-                                                        true_ids=true_ids)
+                                                        true_ids=true_ids,
+                                                        image_paths=[item[0] for item in self.target_items])
         self.register_hooks(self.build_hooks())
 
     # ---- data -------------------------------------------------------------------------------------------------
