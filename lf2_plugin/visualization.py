@@ -4,9 +4,9 @@ fast-reid's ``Visualizer`` draws rank lists of an evaluated query/gallery split 
 same-identity same-camera gallery images, the evaluation protocol); these helpers draw any rows of files, for
 searches over unlabelled folders and for pseudo-label clusters.
 """
+import colorsys
 from dataclasses import dataclass
 
-import matplotlib
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["Tile", "draw_rows", "identity_colour", "MATCH", "MISMATCH", "UNKNOWN", "QUERY"]
@@ -29,10 +29,11 @@ class Tile:
 
 
 def identity_colour(identity):
-    """A stable colour per identity (matplotlib's tab20, cycled); grey for unknown (< 0)."""
+    """A stable colour per identity number, grey for unknown (< 0): hues spaced by the golden ratio, so that
+    neighbouring numbers (group-mates, often numbered in a row) get clearly different colours."""
     if identity is None or identity < 0:
         return UNKNOWN
-    red, green, blue, _ = matplotlib.colormaps["tab20"](int(identity) % 20)
+    red, green, blue = colorsys.hsv_to_rgb((int(identity) * 0.6180339887) % 1.0, 0.85, 0.9)
     return int(red * 255), int(green * 255), int(blue * 255)
 
 

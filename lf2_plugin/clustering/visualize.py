@@ -29,7 +29,9 @@ def save_cluster_montage(labels, image_paths, path, *, true_ids=None, num_rows=8
                          title=""):
     """Save the montage of ``labels`` (one level) to ``path``; returns it."""
     labels = np.asarray(labels)
+    names = None
     if true_ids is not None:  # fast-reid names train identities "<dataset>_<pid>": number them for colours
+        names = [str(i).rsplit("_", 1)[-1] for i in true_ids]
         true_ids = np.unique(np.asarray(true_ids), return_inverse=True)[1].reshape(-1)
     rng = np.random.default_rng(seed)
     rows, titles = [], []
@@ -40,9 +42,10 @@ def save_cluster_montage(labels, image_paths, path, *, true_ids=None, num_rows=8
         if true_ids is not None:
             shown = shown[np.argsort(true_ids[shown], kind="stable")]
             values, counts = np.unique(true_ids[members], return_counts=True)
-            heading += f", {len(values)} identities, purity {counts.max() / len(members):.2f}"
+            heading += f", {len(values)} {'identity' if len(values) == 1 else 'identities'}, purity " \
+                       f"{counts.max() / len(members):.2f}"
         rows.append([Tile(image_paths[i], identity_colour(None if true_ids is None else int(true_ids[i])),
-                          "" if true_ids is None else f"id {int(true_ids[i])}") for i in shown])
+                          "" if names is None else f"id {names[i]}") for i in shown])
         titles.append(heading)
     return draw_rows(rows, path, titles=titles, cell_size=(96, 48), border=3)
 
