@@ -22,8 +22,8 @@ from lf2_plugin.data.synthetic.layout import encode_jpeg, render_image
 TINY = dict(num_ids=8, images_per_cam=2)
 MARKET_NAME = re.compile(r"^(\d{4}|-1)_c[1-6]s[1-6]_\d{6}_\d{2}\.jpg$")
 DUKE_NAME = re.compile(r"^\d{4}_c[1-8]_f\d{7}\.jpg$")
-READERS = {"market": Market1501, "duke": DukeMTMC}
-NAME_PATTERNS = {"market": MARKET_NAME, "duke": DUKE_NAME}
+READERS = {"market": Market1501, "duke": DukeMTMC, "hard": DukeMTMC}
+NAME_PATTERNS = {"market": MARKET_NAME, "duke": DUKE_NAME, "hard": DUKE_NAME}
 
 
 def _files(dataset_dir):
@@ -38,17 +38,18 @@ def _files(dataset_dir):
 
 @pytest.fixture(scope="module")
 def tiny_roots(tmp_path_factory):
-    """Both tiny domains generated once under one root (the layout fast-reid's classes expect)."""
+    """Every tiny domain generated once, each under ``<root>/<domain>`` (duke and hard share DukeMTMC's folder
+    name, as in the real layout ``$FASTREID_DATASETS/synthetic/<domain>/``)."""
     root = str(tmp_path_factory.mktemp("synthroot"))
     for domain in DOMAINS:
-        generate_domain(root, domain, **TINY)
+        generate_domain(os.path.join(root, domain), domain, **TINY)
     return root
 
 
 @pytest.mark.parametrize("domain", sorted(DOMAINS))
 def test_fastreid_reads_layout_with_plan_counts(tiny_roots, domain):
     plan = plan_domain(domain, **TINY)
-    data = READERS[domain](root=tiny_roots)
+    data = READERS[domain](root=os.path.join(tiny_roots, domain))
     counts = plan.counts()
     junk = sum(1 for im in plan.images if im.pid == -1)
     assert len(data.train) == counts["bounding_box_train"]
@@ -88,23 +89,23 @@ def test_identity_and_camera_counts():
 
 
 def test_market_distractors_and_junk(tiny_roots):
-    names = os.listdir(os.path.join(tiny_roots, DATASET_DIRS["market"], "bounding_box_test"))
+    names = os.listdir(os.path.join(tiny_roots, "market", DATASET_DIRS["market"], "bounding_box_test"))
     assert any(n.startswith("0000_") for n in names) and any(n.startswith("-1_") for n in names)
-    data = Market1501(root=tiny_roots)
+    data = Market1501(root=os.path.join(tiny_roots, "market"))
     gallery_pids = [pid for _, pid, _ in data.gallery]
     assert 0 in gallery_pids and -1 not in gallery_pids
     assert all(pid > 0 for _, pid, _ in data.query)
 
 
 def test_duke_has_gallery_only_identities(tiny_roots):
-    data = DukeMTMC(root=tiny_roots)
+    data = DukeMTMC(root=os.path.join(tiny_roots, "duke"))
     only_gallery = {pid for _, pid, _ in data.gallery} - {pid for _, pid, _ in data.query}
     assert only_gallery and all(pid > TINY["num_ids"] for pid in only_gallery)
 
 
 def test_same_seed_same_bytes_other_seed_other_images(tmp_path, tiny_roots):
     again = generate_domain(str(tmp_path / "again"), "duke", **TINY)
-    assert _files(again) == _files(os.path.join(tiny_roots, DATASET_DIRS["duke"]))
+    assert _files(again) == _files(os.path.join(tiny_roots, "duke", DATASET_DIRS["duke"]))
 
     reseeded = _files(generate_domain(str(tmp_path / "seed1"), "duke", seed=1, **TINY))
     original = set(_files(again).values())
@@ -116,7 +117,7 @@ def test_an_image_does_not_depend_on_generation_order(tiny_roots):
     plan = plan_domain("market", **TINY)
     for image in (plan.images[-1], plan.images[len(plan.images) // 2]):
         camera = make_camera(plan.domain, image.cam, plan.seed)
-        with open(os.path.join(tiny_roots, DATASET_DIRS["market"], image.split, image.filename), "rb") as f:
+        with open(os.path.join(tiny_roots, "market", DATASET_DIRS["market"], image.split, image.filename), "rb") as f:
             assert f.read() == encode_jpeg(render_image(image, plan.domain, camera))
 
 
@@ -220,3 +221,52 @@ def test_preview_and_cli(tmp_path):
     sheet = cv2.imread(preview)
     assert sheet.shape[0] > 3 * 256 and sheet.shape[1] > 8 * 128  # 3 identities x 8 cameras, zoomed 2x
     assert sheet.std() > 20  # not blank
+
+
+def _digest(dataset_dir):
+    digest = hashlib.sha1()
+    for split in ("bounding_box_train", "query", "bounding_box_test"):
+        for name in sorted(os.listdir(os.path.join(dataset_dir, split))):
+            digest.update(name.encode())
+            with open(os.path.join(dataset_dir, split, name), "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+# Tiny market and duke of generator version 2: the bytes every number in docs/ was measured on. The hard domain's
+# per-camera shifts are off for them (DomainSpec defaults) and drawn after everything else.
+GOLDEN = {"market": "80c491d81e6e279f496645d60100cd344e2e416d", "duke": "f51eaa58e22d29f201a675e5fe155eb2484a7cbb"}
+
+
+@pytest.mark.parametrize("domain", sorted(GOLDEN))
+def test_market_and_duke_bytes_are_unchanged(tiny_roots, domain):
+    assert _digest(os.path.join(tiny_roots, domain, DATASET_DIRS[domain])) == GOLDEN[domain]
+
+
+def test_hard_cameras_each_render_colour_their_own_way():
+    hard, market = DOMAINS["hard"], DOMAINS["market"]
+    cameras = [make_camera(hard, cam, seed=0) for cam in range(1, hard.num_cams + 1)]
+    matrices = [np.asarray(c.colour_matrix) for c in cameras]
+    assert all(not np.allclose(m, np.eye(3)) for m in matrices)
+    assert len({c.jpeg_quality for c in cameras}) > 1 and len({round(c.gamma, 3) for c in cameras}) > 1
+    for matrix in matrices:  # rows sum to one: a grey keeps its brightness, only hues move
+        np.testing.assert_allclose(matrix @ np.full(3, 0.5), 0.5, atol=1e-9)
+    plain = make_camera(market, 1, seed=0)
+    assert plain.colour_matrix == ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    assert (plain.gamma, plain.jpeg_quality) == (1.0, 92)
+    # the same person, pose and noise under two hard cameras: another colour rendition of the same figure
+    ident = build_identities([1], hard.prior, (0, hard.code, 0))[0]
+    pose = sample_pose(np.random.default_rng(3), hard, cameras[0])
+    first, second = (render_person(ident, cam, pose, np.random.default_rng(5)).astype(float) for cam in cameras[:2])
+    assert np.abs(first.mean((0, 1)) - second.mean((0, 1))).max() > 5
+
+
+def test_a_copy_made_with_other_domain_settings_is_regenerated(tmp_path, monkeypatch):
+    from lf2_plugin.data.synthetic import layout, sidecar_mismatch
+
+    dataset_dir = generate_domain(str(tmp_path), "hard", **TINY)
+    assert sidecar_mismatch(dataset_dir, plan_domain("hard", **TINY)) is None
+    monkeypatch.setitem(layout.DOMAINS, "hard", replace(DOMAINS["hard"], gamma=(0.9, 1.1)))
+    assert "domain_spec" in sidecar_mismatch(dataset_dir, plan_domain("hard", **TINY))
+    generate_domain(str(tmp_path), "hard", **TINY)  # regenerated, not reused
+    assert sidecar_mismatch(dataset_dir, plan_domain("hard", **TINY)) is None

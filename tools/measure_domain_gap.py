@@ -4,7 +4,11 @@ supervised Baseline, plus a randomly initialised, untrained network of the same 
 
     python tools/measure_domain_gap.py [--output-dir DIR] [KEY VALUE ...]
 
-Steps: generate SynthMarket and SynthDuke into $FASTREID_DATASETS/synthetic (if missing; timed), evaluate an
+    python tools/measure_domain_gap.py --direction configs/SynthMarket2SynthHard [--output-dir DIR] [--seed N]
+
+With ``--direction``: that direction's gap with its own source recipe (``source.yml``): source in-domain, direct
+transfer and target supervised (lf2_plugin.experiments.domain_gap); writes DIR/gap.json. Without it:
+generate SynthMarket and SynthDuke into $FASTREID_DATASETS/synthetic (if missing; timed), evaluate an
 untrained network (seeded by SEED) on both, then run ``tools/train_net.py`` on configs/Synthetic/baseline_market.yml
 and baseline_duke.yml and evaluate each final checkpoint on both domains (as ``train_net.py --eval-only`` would).
 ``KEY VALUE`` overrides go to every run. Writes DIR/domain_gap.md and DIR/domain_gap.json and prints the table.
@@ -82,15 +86,32 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
+def direction_main(args):
+    from lf2_plugin.experiments.domain_gap import measure_direction_gap
+    from lf2_plugin.experiments.runs import datasets_env
+
+    report = measure_direction_gap(args.direction, args.output_dir, args.seed, datasets_env())
+    with open(os.path.join(args.output_dir, "gap.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    print(f"{report['direction']} ({report['source']} -> {report['target']}, seed {report['seed']}):")
+    for row in report["rows"]:
+        print(f"  {row['name']:<18} mAP {row['mAP']:5.1f}  Rank-1 {row['Rank-1']:5.1f}")
+    print(f"  target supervised / direct transfer mAP: {report['room']}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output-dir", default="logs/synthetic/domain_gap")
+    parser.add_argument("--direction", help="a configs/<Direction> folder (source.yml, lf2.yml)")
+    parser.add_argument("--seed", type=int, default=1, help="with --direction: SEED of both trainings")
     parser.add_argument("--skip-training", action="store_true", help="only generate and evaluate untrained")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate an existing OUTPUT/baseline_<domain>/model_final.pth instead of retraining")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
+    if args.direction:
+        return direction_main(args)
     root = os.getenv("FASTREID_DATASETS", "datasets")
 
     report = {"dataset_root": root, "generation_seconds": generate_both(root), "opts": args.opts}

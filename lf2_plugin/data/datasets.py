@@ -1,11 +1,11 @@
-"""fast-reid ``DATASET_REGISTRY`` entries for the synthetic benchmark: ``SynthMarket`` and ``SynthDuke``.
+"""fast-reid ``DATASET_REGISTRY`` entries for the synthetic benchmark: ``SynthMarket``, ``SynthDuke``, ``SynthHard``.
 
 They subclass fast-reid's own ``Market1501`` and ``DukeMTMC``, so folder discovery, file-name parsing, the
 pid/camera assertions and junk handling are exactly the code that reads the real datasets. The only
 additions: on first use the domain is generated into ``<root>/synthetic/<domain>/`` (``root`` is
 ``$FASTREID_DATASETS`` when built from a config), and a copy whose ``synthetic.json`` sidecar does not match
-the requested generator version/seed/sizes is regenerated rather than mixed. Train pids/camids are prefixed
-``synthmarket_``/``synthduke_`` so they never collide with the real sets' labels when combined.
+the requested generator version/settings/seed/sizes is regenerated rather than mixed. Train pids/camids are prefixed
+``synthmarket_``/``synthduke_``/``synthhard_`` so they never collide with the real sets' labels when combined.
 
 Non-default sizes (``num_ids``, ``seed``, ``images_per_cam``) are constructor arguments, e.g. for tests:
 ``SynthDuke(root=tmp_dir, num_ids=8, images_per_cam=2)``.
@@ -54,3 +54,12 @@ class SynthDuke(_GeneratedOnFirstUse, DukeMTMC):
 
     synthetic_domain = "duke"
     dataset_name = "synthduke"
+
+
+@DATASET_REGISTRY.register()
+class SynthHard(_GeneratedOnFirstUse, DukeMTMC):
+    """Synthetic 'hard' domain (6 cameras, each with its own colour rendition; degraded, compressed, occluded,
+    look-alike clothing) in DukeMTMC-reID's layout, read by fast-reid's DukeMTMC."""
+
+    synthetic_domain = "hard"
+    dataset_name = "synthhard"

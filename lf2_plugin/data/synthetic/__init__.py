@@ -6,7 +6,7 @@ unlabelled target domain with a visible domain gap, whose identities partly diff
 Public API::
 
     generate_domain(root, domain, num_ids=256, seed=0, images_per_cam=3, force=False) -> str
-        Render domain "market" or "duke" under ``root`` and return the dataset dir:
+        Render domain "market", "duke" or "hard" under ``root`` and return the dataset dir:
         ``root/Market-1501-v15.09.15`` or ``root/DukeMTMC-reID``, each with bounding_box_train/, query/,
         bounding_box_test/ and a ``synthetic.json`` sidecar (generator version, seed, sizes, counts).
         fast-reid's own ``Market1501(root=root)`` / ``DukeMTMC(root=root)`` read it unchanged.

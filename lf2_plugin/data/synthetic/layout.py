@@ -11,6 +11,7 @@ a cross-camera match. Market's gallery also holds distractors (pid 0: background
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ GENERATOR_VERSION = 2
 JPEG_QUALITY = 92
 SIDECAR = "synthetic.json"
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
-DATASET_DIRS = {"market": "Market-1501-v15.09.15", "duke": "DukeMTMC-reID"}
+DATASET_DIRS = {"market": "Market-1501-v15.09.15", "duke": "DukeMTMC-reID", "hard": "DukeMTMC-reID"}
 DEFAULT_NUM_IDS = 256  # half train, half test: ~130 ids / ~1,150 images per split
 DEFAULT_IMAGES_PER_CAM = 3
 MARKET_MAX_PID = 1501  # fast-reid's Market1501 asserts 0 <= pid <= 1501
@@ -121,7 +122,7 @@ def plan_domain(domain: str, num_ids: int = DEFAULT_NUM_IDS, seed: int = 0,
     if images_per_cam < 1:
         raise ValueError("images_per_cam must be >= 1")
     spec = DOMAINS[domain]
-    extra = max(1, num_ids // 10) if domain == "duke" else 0  # Duke's gallery-only identities
+    extra = max(1, num_ids // 10) if domain != "market" else 0  # DukeMTMC layout: gallery-only identities
     if domain == "market" and num_ids > MARKET_MAX_PID - 1:
         raise ValueError(f"market supports at most {MARKET_MAX_PID - 1} identities (pid <= {MARKET_MAX_PID})")
     if num_ids + extra > 9999:
@@ -162,12 +163,17 @@ def render_image(image: ImageSpec, spec: DomainSpec, camera) -> np.ndarray:
 
 
 
-def encode_jpeg(rgb: np.ndarray) -> bytes:
+def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY, cv2.IMWRITE_JPEG_OPTIMIZE, 0])
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_OPTIMIZE, 0])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def spec_digest(spec: DomainSpec) -> str:
+    """A digest of every setting of a domain: a copy made with other settings is regenerated."""
+    return hashlib.sha1(repr(spec).encode()).hexdigest()[:12]
 
 
 def _sidecar_content(plan: DomainPlan) -> dict:
@@ -175,6 +181,7 @@ def _sidecar_content(plan: DomainPlan) -> dict:
         "generator": "lf2_plugin.data.synthetic",
         "version": GENERATOR_VERSION,
         "domain": plan.domain.name,
+        "domain_spec": spec_digest(plan.domain),
         "seed": plan.seed,
         "num_ids": plan.num_ids,
         "images_per_cam": plan.images_per_cam,
@@ -201,7 +208,7 @@ def sidecar_mismatch(dataset_dir: str, plan: DomainPlan):
     if found is None:
         return f"{dataset_dir} has no {SIDECAR}"
     wanted = _sidecar_content(plan)
-    for key in ("generator", "version", "domain", "seed", "num_ids", "images_per_cam"):
+    for key in ("generator", "version", "domain", "domain_spec", "seed", "num_ids", "images_per_cam"):
         if found.get(key) != wanted[key]:
             return f"{SIDECAR} says {key}={found.get(key)!r}, wanted {wanted[key]!r}"
     for split, count in wanted["counts"].items():
@@ -218,7 +225,8 @@ def _write(plan: DomainPlan, out_dir: str):
     cameras = {cam: make_camera(plan.domain, cam, plan.seed) for cam in range(1, plan.domain.num_cams + 1)}
     for image in plan.images:
         with open(os.path.join(out_dir, image.split, image.filename), "wb") as f:
-            f.write(encode_jpeg(render_image(image, plan.domain, cameras[image.cam])))
+            camera = cameras[image.cam]
+            f.write(encode_jpeg(render_image(image, plan.domain, camera), camera.jpeg_quality))
     with open(os.path.join(out_dir, SIDECAR), "w", encoding="utf-8") as f:
         json.dump(_sidecar_content(plan), f, indent=2, sort_keys=True)
 

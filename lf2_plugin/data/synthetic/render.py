@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .appearance import Identity
-from .scene import CROP_H, CROP_W, SUPERSAMPLE, Camera, Pose, smooth_noise
+from .scene import CROP_H, CROP_W, IDENTITY_MIX, SUPERSAMPLE, Camera, Pose, smooth_noise
 
 BG, SKIN, HAIR, UPPER, LOWER, SHOES, ACCESSORY, STRAP, CAP, LOGO = range(10)
 FAR_SHADE = 0.72  # limbs on the far side of the body are in the body's shadow
@@ -281,5 +281,9 @@ def render_person(ident: Identity, camera: Camera, pose: Pose, rng) -> np.ndarra
     light = camera.gain * pose.gain_jitter * (1.0 + camera.light_gradient * np.linspace(-1, 1, CROP_H))
     image = image * light[:, None, None].astype(np.float32) * np.asarray(camera.cast, np.float32)
     image = (image - 0.5) * camera.contrast + 0.5
+    if camera.colour_matrix != IDENTITY_MIX:
+        image = image @ np.asarray(camera.colour_matrix, np.float32).T
+    if camera.gamma != 1.0:
+        image = np.clip(image, 0.0, 1.0) ** np.float32(camera.gamma)
     image += rng.normal(0.0, camera.noise, image.shape).astype(np.float32)
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

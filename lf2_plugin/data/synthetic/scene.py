@@ -5,9 +5,11 @@ A :class:`Camera` is one fixed camera of a domain: its background scene, illumin
 contrast, blur, effective resolution, noise level, occlusion rate and the walking directions it sees.
 A :class:`Pose` is what changes from frame to frame: viewpoint, mirroring, scale, position, stride, arm swing.
 
-The two built-in domains differ in the way Market-1501 and DukeMTMC-reID differ: "market" is bright, neutral,
-sharp, with plain backgrounds and summer clothes; "duke" is dim, colour-cast, low-contrast, blurred and
-low-resolution, with cluttered street backgrounds, more occlusion and darker winter clothes.
+The first two built-in domains differ in the way Market-1501 and DukeMTMC-reID differ: "market" is bright,
+neutral, sharp, with plain backgrounds and summer clothes; "duke" is dim, colour-cast, low-contrast, blurred and
+low-resolution, with cluttered street backgrounds, more occlusion and darker winter clothes. "hard" is a target
+far from both, as MSMT17 is from Market-1501: each camera renders colour its own way, images are degraded and
+compressed, occluded more often and framed loosely, and people dress alike.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ CROP_H, CROP_W = 128, 64  # saved image size (Market-1501's native crop size)
 SUPERSAMPLE = 2  # figures are drawn at 2x and area-downsampled, which anti-aliases the edges
 SCENE_W = 3 * CROP_W * SUPERSAMPLE  # a camera scene is wider than a crop; each frame crops it at an offset
 VIEWS = ("front", "back", "side")
+IDENTITY_MIX = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class DomainSpec:
     occlusion: tuple  # probability range that a frame is partly occluded
     scale: tuple  # person height / crop height, range
     cams_per_id: tuple  # (min, max) number of cameras that see one identity
+    # Harder per-camera shifts; the defaults switch them off (the market and duke domains do not use them).
+    colour_mix: float = 0.0  # std of a per-camera 3x3 colour-mixing matrix around identity (hue shifts)
+    gamma: tuple = (1.0, 1.0)  # per-camera tone curve exponent, range
+    jpeg_quality: tuple = (92, 92)  # per-camera JPEG quality, range (compression artefacts)
+    position_spread: float = 0.04  # std of the person's horizontal offset (fraction of the crop width)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,9 @@ class Camera:
     occlusion: float
     light_gradient: float  # brightness slope from top to bottom of the crop
     scene: np.ndarray  # float32 (CROP_H*SS, SCENE_W, 3) RGB background
+    colour_matrix: tuple = IDENTITY_MIX  # rows mix R, G, B
+    gamma: float = 1.0
+    jpeg_quality: int = 92
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,20 @@ _DUKE_PRIOR = AppearancePrior(
     group_fraction=0.5,
 )
 
+# A city where everyone dresses alike: few, mostly dark colours, few patterns, and most people in a local-cue group
+# (sharing one garment with 1-2 others), so appearance alone separates identities less than in the other domains.
+_HARD_PRIOR = AppearancePrior(
+    upper_colours={"black": 6, "charcoal": 4, "navy": 3, "grey": 3, "white": 3, "denim": 2, "maroon": 2, "olive": 2,
+                   "beige": 2, "red": 1, "green": 1, "brown": 1},
+    lower_colours={"black": 6, "denim": 5, "charcoal": 3, "navy": 2, "grey": 2, "beige": 2, "brown": 1, "olive": 1},
+    upper_patterns={"solid": 8, "twotone": 2, "logo": 2, "hstripes": 1, "vstripes": 1, "checks": 1},
+    lower_patterns={"solid": 10, "sidestripe": 2, "twotone": 1, "checks": 1},
+    short_sleeves=0.3,
+    lower_lengths={"trousers": 8, "shorts": 1, "skirt": 1},
+    accessories={"none": 4, "bag": 2, "backpack": 3},
+    group_fraction=0.6,
+)
+
 DOMAINS = {
     "market": DomainSpec(
         name="market", code=1, num_cams=6, prior=_MARKET_PRIOR, background="plain",
@@ -113,6 +138,14 @@ DOMAINS = {
         name="duke", code=2, num_cams=8, prior=_DUKE_PRIOR, background="cluttered",
         gain=(0.65, 0.9), cast=(0.9, 1.0, 1.12), cast_spread=0.08, contrast=(0.75, 0.9), blur=(0.4, 0.9),
         resolution=(0.5, 0.7), noise=0.025, occlusion=(0.1, 0.3), scale=(0.74, 0.88), cams_per_id=(2, 4),
+    ),
+    # The hard target: every camera its own colour rendition (cast, channel mixing, tone curve, gain), strong blur,
+    # low resolution and JPEG compression, frequent occluders, loose framing, and look-alike clothing.
+    "hard": DomainSpec(
+        name="hard", code=3, num_cams=6, prior=_HARD_PRIOR, background="cluttered",
+        gain=(0.6, 1.1), cast=(1.0, 1.0, 1.0), cast_spread=0.1, contrast=(0.7, 1.0), blur=(0.3, 0.7),
+        resolution=(0.6, 0.9), noise=0.025, occlusion=(0.1, 0.3), scale=(0.7, 0.92), cams_per_id=(2, 4),
+        colour_mix=0.06, gamma=(0.8, 1.25), jpeg_quality=(40, 75), position_spread=0.06,
     ),
 }
 
@@ -201,7 +234,23 @@ def make_camera(domain: DomainSpec, cam: int, seed: int) -> Camera:
         occlusion=float(rng.uniform(*domain.occlusion)),
         light_gradient=float(rng.uniform(-0.15, 0.15)),
         scene=scene,
+        **_harder_conditions(rng, domain),
     )
+
+
+def _harder_conditions(rng, domain: DomainSpec) -> dict:
+    """The optional per-camera shifts of ``domain`` (drawn after everything else, so domains without them keep
+    their cameras exactly)."""
+    conditions = {}
+    if domain.colour_mix > 0:
+        matrix = np.eye(3) + rng.normal(0.0, domain.colour_mix, (3, 3))
+        matrix /= matrix.sum(axis=1, keepdims=True)  # a grey stays grey in brightness; only hues move
+        conditions["colour_matrix"] = tuple(tuple(float(v) for v in row) for row in matrix)
+    if domain.gamma != (1.0, 1.0):
+        conditions["gamma"] = float(np.exp(rng.uniform(*np.log(domain.gamma))))
+    if domain.jpeg_quality != (92, 92):
+        conditions["jpeg_quality"] = int(rng.integers(domain.jpeg_quality[0], domain.jpeg_quality[1] + 1))
+    return conditions
 
 
 def sample_pose(rng, domain: DomainSpec, camera: Camera) -> Pose:
@@ -211,7 +260,7 @@ def sample_pose(rng, domain: DomainSpec, camera: Camera) -> Pose:
         view=view,
         mirrored=bool(rng.random() < 0.5),
         scale=float(rng.uniform(*domain.scale)),
-        dx=float(rng.normal(0.0, 0.04)),
+        dx=float(rng.normal(0.0, domain.position_spread)),
         dy=float(rng.normal(0.0, 0.02)),
         stride=float(rng.uniform(0.0, 1.0)),
         swing=float(rng.uniform(-1.0, 1.0)),
