@@ -253,18 +253,23 @@ def dbscan_graph(distances, eps):
     return sp.csr_matrix((data[order], cols[order], indptr), shape=(n, n))
 
 
-def run_dbscan(features, *, eps=0.6, min_samples=4, k1=30, k2=6, knn="exact", timings=None):
-    """sklearn DBSCAN on the sparse k-reciprocal Jaccard distance; returns int64 labels, -1 = outlier."""
+def dbscan_on_graph(graph, eps, min_samples):
+    """sklearn DBSCAN on a radius graph of :func:`dbscan_graph`; int64 labels, -1 = outlier."""
     from sklearn.cluster import DBSCAN
 
+    return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(graph).astype(np.int64)
+
+
+def run_dbscan(features, *, eps=0.6, min_samples=4, k1=30, k2=6, knn="exact", timings=None):
+    """sklearn DBSCAN on the sparse k-reciprocal Jaccard distance; returns int64 labels, -1 = outlier."""
     timings = timings if timings is not None else {}
     distances = compute_jaccard_distance_sparse(features, k1=k1, k2=k2, knn=knn, timings=timings)
     start = time.perf_counter()
     graph = dbscan_graph(distances, eps)
     del distances
-    labels = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(graph)
+    labels = dbscan_on_graph(graph, eps, min_samples)
     timings["dbscan"] = time.perf_counter() - start
-    return labels.astype(np.int64)
+    return labels
 
 
 def _knn_options(cfg, seed):

@@ -14,6 +14,7 @@ from fastreid.engine.train_loop import HookBase
 from fastreid.utils import comm
 
 from . import clustering_quality, clustering_statistics, distributed_cluster_levels, resolve_min_clusters
+from .metrics import cluster_sizes
 from .features import extract_clustering_features
 from .visualize import save_cluster_montage, save_size_histograms
 
@@ -88,9 +89,8 @@ class MultiLevelClusteringHook(HookBase):
         storage.iter = self.trainer.iter
         storage.put_scalars(**scalars, smoothing_hint=False)
         for level, result in enumerate(results):
-            labels = np.asarray(result.labels)
-            sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(1, np.int64)
-            sizes = torch.from_numpy(sizes[sizes > 0].astype(np.float32))
+            sizes = cluster_sizes(result.labels)
+            sizes = torch.from_numpy((sizes if sizes.size else np.zeros(1)).astype(np.float32))
             storage.put_histogram(f"cluster/level{level}/sizes", sizes, bins=max(1, int(sizes.max())))
         with open(self.history_file, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")

@@ -19,6 +19,13 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
 
+def cluster_sizes(labels):
+    """Sizes of the non-empty clusters of ``labels`` (int, -1 = outlier), in cluster-id order."""
+    labels = np.asarray(labels, dtype=np.int64)
+    sizes = np.bincount(labels[labels >= 0])
+    return sizes[sizes > 0]
+
+
 def clustering_statistics(labels):
     """Counts and cluster-size distribution of ``labels`` (int, -1 = outlier).
 
@@ -27,14 +34,12 @@ def clustering_statistics(labels):
     ``largest_cluster_fraction`` (largest cluster / num_samples).
     """
     labels = np.asarray(labels, dtype=np.int64)
-    clustered = labels[labels >= 0]
-    sizes = np.bincount(clustered)
-    sizes = sizes[sizes > 0]
+    sizes = cluster_sizes(labels)
     has = sizes.size > 0
     return {
         "num_samples": int(labels.size),
         "num_clusters": int(sizes.size),
-        "num_outliers": int(labels.size - clustered.size),
+        "num_outliers": int((labels < 0).sum()),
         "num_singletons": int((sizes == 1).sum()),
         "size_min": int(sizes.min()) if has else 0,
         "size_median": float(np.median(sizes)) if has else 0.0,

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from .algorithms import cluster_features, dbscan_graph
+from .algorithms import cluster_features, dbscan_graph, dbscan_on_graph
 from .jaccard import compute_jaccard_distance_sparse
 from .metrics import clustering_quality, clustering_statistics
 
@@ -87,8 +87,6 @@ def _kmeans_rows(features, true_ids, kmeans_k, cluster_cfg, seed):
 
 
 def _dbscan_rows(features, true_ids, eps_values, min_samples_values, k1, k2):
-    from sklearn.cluster import DBSCAN
-
     start = time.perf_counter()
     distances = compute_jaccard_distance_sparse(features, k1=k1, k2=k2)
     jaccard_seconds = time.perf_counter() - start
@@ -97,7 +95,7 @@ def _dbscan_rows(features, true_ids, eps_values, min_samples_values, k1, k2):
         graph = dbscan_graph(distances, float(eps))
         for min_samples in min_samples_values:
             start = time.perf_counter()
-            labels = DBSCAN(eps=float(eps), min_samples=int(min_samples), metric="precomputed").fit_predict(graph)
+            labels = dbscan_on_graph(graph, float(eps), int(min_samples))
             rows.append(_row(f"dbscan eps={float(eps):g} min_samples={int(min_samples)}", labels, true_ids,
                              time.perf_counter() - start + jaccard_seconds / len(eps_values) / len(
                                  min_samples_values)))

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..visualization import Tile, draw_rows, identity_colour
+from .metrics import cluster_sizes
 
 __all__ = ["save_cluster_montage", "save_size_histograms", "montage_clusters"]
 
@@ -56,8 +57,7 @@ def save_size_histograms(results, path, title=""):
     axes = fig.subplots(1, len(results), squeeze=False)
     for level, (ax, result) in enumerate(zip(axes[0], results)):
         labels = np.asarray(result.labels)
-        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
-        sizes = sizes[sizes > 0]
+        sizes = cluster_sizes(labels)
         ax.hist(sizes, bins=np.arange(1, sizes.max() + 2) - 0.5 if len(sizes) else 10, color="tab:blue")
         ax.set_title(f"level {level}: {len(sizes)} clusters, {int((sizes == 1).sum())} singletons"
                      + (f", {int((labels < 0).sum())} outliers" if (labels < 0).any() else ""), fontsize=9)
