@@ -91,6 +91,10 @@ def _add_cluster_config(cfg):
     cl.MIN_CLUSTERS = 0
     # Seed of k-means / IVF training (the hook may add the epoch).
     cl.SEED = 1
+    # Subtract each camera's mean feature (per level) before clustering, then L2-normalise again: removes what a
+    # camera adds to all its images (colour rendition, background). Not in LF2; helps where cameras differ strongly
+    # (docs/CLUSTERING.md). The classifier is still initialised from member means of the model's own features.
+    cl.CAMERA_CENTERING = False
 
     cl.KMEANS = CN()
     # sklearn MiniBatchKMeans max_iter, batch_size (LF2: 100, 300).

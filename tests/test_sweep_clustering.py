@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import LF2_TINY_CONFIG, ROOT
-from lf2_plugin.clustering.sweep import camera_normalised, check_grid, reestimate_bn_statistics, sweep_features
+from lf2_plugin.clustering.camera import camera_centered
+from lf2_plugin.clustering.sweep import check_grid, reestimate_bn_statistics, sweep_features
 from lf2_plugin.engine import build_config
 
 SWEEP = os.path.join(ROOT, "tools", "sweep_clustering.py")
@@ -63,7 +64,7 @@ def test_known_clusterings_score_as_computed_by_hand():
 
 def test_camera_normalisation_removes_each_cameras_mean():
     features, _, cams = camera_dominated_features()
-    normalised = camera_normalised(features, cams)
+    normalised = camera_centered(features, cams)
     np.testing.assert_allclose(np.linalg.norm(normalised, axis=1), 1.0, atol=1e-6)
     assert np.abs(normalised[:, 5]).max() < 0.05  # the camera axis is gone
 

@@ -16,7 +16,8 @@ Public API (stable; the hook in ``lf2_plugin/clustering/hook.py`` uses exactly t
     distributed_cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None,
                                  already_gathered=False) -> ClusterResult
     distributed_cluster_levels(features_per_level, cfg, *, seed=None, min_clusters=None,
-                               already_gathered=False) -> list[ClusterResult]
+                               already_gathered=False, camids=None) -> list[ClusterResult]
+    camera_centered(features, camids) -> np.ndarray (each camera's mean feature removed, L2-normalised)
     gather_to_rank0(local_features) -> np.ndarray | None
     broadcast_cluster_results(results, src=0) -> results of rank src
 
@@ -24,6 +25,7 @@ Algorithms, configuration keys and degenerate-case fallbacks: docs/CLUSTERING.md
 """
 from .algorithms import (ALGORITHMS, ClusterResult, cluster_features, compute_centroids, level_algorithm,
                          run_dbscan, run_faiss_kmeans, run_minibatch_kmeans)
+from .camera import camera_centered
 from .distributed import (broadcast_cluster_results, distributed_cluster_features, distributed_cluster_levels,
                           gather_to_rank0)
 from .jaccard import compute_jaccard_distance_sparse
@@ -43,7 +45,7 @@ def resolve_min_clusters(cfg):
 
 
 __all__ = [
-    "ALGORITHMS", "ClusterResult", "KnnResult", "broadcast_cluster_results", "cluster_features",
+    "ALGORITHMS", "ClusterResult", "KnnResult", "broadcast_cluster_results", "camera_centered", "cluster_features",
     "clustering_quality", "clustering_statistics", "compute_centroids", "compute_jaccard_distance_sparse",
     "distributed_cluster_features", "distributed_cluster_levels", "gather_to_rank0", "knn_search",
     "level_algorithm", "resolve_min_clusters", "run_dbscan", "run_faiss_kmeans", "run_minibatch_kmeans",

@@ -5,7 +5,7 @@ Public API::
     gather_to_rank0(local_features) -> np.ndarray on rank 0 (shards concatenated in rank order), None elsewhere
     broadcast_cluster_results(results, src=0) -> the ``src`` rank's ``results`` on every rank
     distributed_cluster_levels(features_per_level, cfg, *, seed=None, min_clusters=None,
-                               already_gathered=False) -> list[ClusterResult]
+                               already_gathered=False, camids=None) -> list[ClusterResult]
     distributed_cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None,
                                  already_gathered=False) -> ClusterResult
 
@@ -17,12 +17,14 @@ train on identical labels. Objects travel through a gloo group (``torch.distribu
 default group a gloo group is created once, as fastreid.utils.comm does. Without an initialised process group,
 or with one process, the functions cluster locally.
 """
+import dataclasses
 import functools
 
 import numpy as np
 import torch.distributed as dist
 
 from .algorithms import cluster_features
+from .camera import camera_centered, centroids_of_members
 
 
 def _world():
@@ -62,16 +64,28 @@ def broadcast_cluster_results(results, src=0):
     return box[0]
 
 
-def distributed_cluster_levels(features_per_level, cfg, *, seed=None, min_clusters=None, already_gathered=False):
-    """Cluster level l's features with ``cluster_features(..., level=l)`` on rank 0; identical results everywhere."""
+def distributed_cluster_levels(features_per_level, cfg, *, seed=None, min_clusters=None, already_gathered=False,
+                               camids=None):
+    """Cluster level l's features with ``cluster_features(..., level=l)`` on rank 0; identical results everywhere.
+
+    ``camids`` (the camera of every row of the gathered features, known to rank 0): cluster each level's
+    :func:`camera_centered` features; the centroids are then the member means of the features as given."""
     world_size, rank = _world()
     if world_size > 1 and not already_gathered:
         features_per_level = [gather_to_rank0(features) for features in features_per_level]
     results = None
     if rank == 0:
-        results = [cluster_features(features, cfg, level=level, seed=seed, min_clusters=min_clusters)
+        results = [_cluster_level(features, cfg, level, seed, min_clusters, camids)
                    for level, features in enumerate(features_per_level)]
     return broadcast_cluster_results(results, src=0)
+
+
+def _cluster_level(features, cfg, level, seed, min_clusters, camids):
+    if camids is None:
+        return cluster_features(features, cfg, level=level, seed=seed, min_clusters=min_clusters)
+    result = cluster_features(camera_centered(features, camids), cfg, level=level, seed=seed,
+                              min_clusters=min_clusters)
+    return dataclasses.replace(result, centroids=centroids_of_members(features, result))
 
 
 def distributed_cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None, already_gathered=False):

@@ -18,7 +18,7 @@ from .metrics import cluster_sizes
 from .features import extract_clustering_features
 from .visualize import save_cluster_montage, save_size_histograms
 
-__all__ = ["MultiLevelClusteringHook", "epoch_cluster_seed"]
+__all__ = ["MultiLevelClusteringHook", "cluster_camids", "epoch_cluster_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,21 +29,32 @@ def epoch_cluster_seed(cfg, epoch):
     return cfg.MODEL.LF2.CLUSTER.SEED + 1000 * max(cfg.SEED, 0) + epoch
 
 
+def cluster_camids(cfg, camids):
+    """The camera ids clustering needs: ``camids`` (one per clustered image, in loader order) when
+    ``MODEL.LF2.CLUSTER.CAMERA_CENTERING`` is on, else None."""
+    if not cfg.MODEL.LF2.CLUSTER.CAMERA_CENTERING:
+        return None
+    if camids is None:
+        raise ValueError("MODEL.LF2.CLUSTER.CAMERA_CENTERING needs the camera id of every clustered image")
+    return np.asarray(camids)
+
+
 class MultiLevelClusteringHook(HookBase):
     """``before_epoch``: K+1 clustering features → K+1 label sets → ``trainer.set_pseudo_labels(results)``.
 
-    Every rank extracts its shard of the features; rank 0 clusters each level (``MODEL.LF2.CLUSTER``) and the
-    results are broadcast, so all ranks train on identical labels. Per level it logs cluster statistics and,
+    Every rank extracts its shard of the features; rank 0 clusters each level (``MODEL.LF2.CLUSTER``; with
+    ``CAMERA_CENTERING``, after removing each camera's mean, which needs ``camids``) and the results are broadcast, so all ranks train on identical labels. Per level it logs cluster statistics and,
     when ``true_ids`` are given (never used for training), NMI/ARI/pairwise P/R/F1: to the log, TensorBoard and
     metrics.json (through the trainer's event storage) and to ``OUTPUT_DIR/clustering.jsonl``; the cluster sizes
     as TensorBoard histograms; with ``MODEL.LF2.CLUSTER.VIS_EVERY`` and ``image_paths`` (the loader's images in
     order), pictures of the labels (:mod:`lf2_plugin.clustering.visualize`) in ``OUTPUT_DIR/clusters/``.
     """
 
-    def __init__(self, cfg, data_loader, true_ids=None, image_paths=None):
+    def __init__(self, cfg, data_loader, true_ids=None, image_paths=None, camids=None):
         self.cfg = cfg
         self.data_loader = data_loader
         self.true_ids = None if true_ids is None else np.asarray(true_ids)
+        self.camids = cluster_camids(cfg, camids)
         self.image_paths = image_paths
         cl = cfg.MODEL.LF2.CLUSTER
         if cl.VIS_EVERY > 0 and min(cl.VIS_CLUSTERS, cl.VIS_MEMBERS) < 1:
@@ -60,7 +71,7 @@ class MultiLevelClusteringHook(HookBase):
         extract_seconds = time.perf_counter() - start
         results = distributed_cluster_levels(features, self.cfg.MODEL.LF2.CLUSTER,
                                              seed=epoch_cluster_seed(self.cfg, trainer.epoch),
-                                             min_clusters=self.min_clusters)
+                                             min_clusters=self.min_clusters, camids=self.camids)
         if comm.is_main_process():
             self._log(results, extract_seconds)
             self._draw(results)

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from .algorithms import cluster_features, dbscan_graph, dbscan_on_graph
+from .camera import camera_centered
 from .jaccard import compute_jaccard_distance_sparse
 from .metrics import clustering_quality, clustering_statistics
 
-__all__ = ["camera_normalised", "check_grid", "reestimate_bn_statistics", "sweep_features", "sweep_table"]
+__all__ = ["check_grid", "reestimate_bn_statistics", "sweep_features", "sweep_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +37,6 @@ def check_grid(kmeans_k, dbscan_eps, dbscan_min_samples):
         raise ValueError(f"DBSCAN eps is a Jaccard distance and must lie in (0, 1), got {bad_eps}")
     if dbscan_eps and (not list(dbscan_min_samples) or min(int(m) for m in dbscan_min_samples) < 1):
         raise ValueError(f"DBSCAN min-samples must be >= 1, got {list(dbscan_min_samples)}")
-
-
-def camera_normalised(features, camids):
-    """Features with each camera's mean feature subtracted, L2-normalised again: removes what a camera adds to
-    every image it takes (colour rendition, background), which otherwise pulls images of one camera together."""
-    features = np.asarray(features, np.float32).copy()
-    camids = np.asarray(camids)
-    for camera in np.unique(camids):
-        rows = camids == camera
-        features[rows] -= features[rows].mean(axis=0, keepdims=True)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
 
 
 @torch.no_grad()
@@ -117,7 +106,7 @@ def sweep_features(features, true_ids, camids, cluster_cfg, *, kmeans_k=(), dbsc
     check_grid(kmeans_k, dbscan_eps, dbscan_min_samples)
     rows = []
     for normalise in camera_norm:
-        variant = camera_normalised(features, camids) if normalise else np.asarray(features, np.float32)
+        variant = camera_centered(features, camids) if normalise else np.asarray(features, np.float32)
         name = f"{feature_name}{', ' if feature_name else ''}camera mean {'removed' if normalise else 'kept'}"
         found = _kmeans_rows(variant, true_ids, kmeans_k, cluster_cfg, seed)
         if dbscan_eps:

@@ -230,7 +230,8 @@ class LF2Trainer(DefaultTrainer):
         self.eval_history = []
         self.clustering_hook = MultiLevelClusteringHook(cfg, build_clustering_loader(cfg, self.target_items),
                                                         true_ids=true_ids,
-                                                        image_paths=[item[0] for item in self.target_items])
+                                                        image_paths=[item[0] for item in self.target_items],
+                                                        camids=[item[2] for item in self.target_items])
         self.register_hooks(self.build_hooks())
 
     # ---- data -------------------------------------------------------------------------------------------------

@@ -181,7 +181,7 @@ def next_labels(cfg, items, weights, epoch):
     the target train ``items``, same seed)."""
     from ..clustering import distributed_cluster_levels, resolve_min_clusters
     from ..clustering.features import extract_clustering_features
-    from ..clustering.hook import epoch_cluster_seed
+    from ..clustering.hook import cluster_camids, epoch_cluster_seed
     from ..data.pseudo_labels import build_clustering_loader
     from ..engine.trainer import AtomicCheckpointer, LF2Trainer
 
@@ -189,7 +189,8 @@ def next_labels(cfg, items, weights, epoch):
     AtomicCheckpointer(model, "").load(weights)
     features = extract_clustering_features(model, build_clustering_loader(cfg, items), flip=True, progress=False)
     results = distributed_cluster_levels(features, cfg.MODEL.LF2.CLUSTER, seed=epoch_cluster_seed(cfg, epoch),
-                                         min_clusters=resolve_min_clusters(cfg))
+                                         min_clusters=resolve_min_clusters(cfg),
+                                         camids=cluster_camids(cfg, [item[2] for item in items]))
     return [r.labels for r in results]
 
 
