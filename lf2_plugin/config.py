@@ -78,9 +78,14 @@ def _add_model_config(cfg):
 
 
 def _add_cluster_config(cfg):
-    # MODEL.LF2.CLUSTER.*: multi-level pseudo-label generation (issue 5); see docs/CLUSTERING.md.
-    cfg.MODEL.LF2.CLUSTER = CN()
-    cl = cfg.MODEL.LF2.CLUSTER
+    # MODEL.LF2.CLUSTER.*: multi-level pseudo-label generation; see docs/CLUSTERING.md.
+    cfg.MODEL.LF2.CLUSTER = default_cluster_config()
+
+
+def default_cluster_config():
+    """A new ``MODEL.LF2.CLUSTER`` node holding every default (also the defaults of ``lf2_plugin.clustering``
+    when it is given a partial dict)."""
+    cl = CN()
     # Algorithm of every level: "kmeans" (sklearn MiniBatchKMeans, the paper), "faiss_kmeans" or "dbscan".
     cl.ALGORITHM = "kmeans"
     # Per-level override, index 0 = global, 1.. = parts (e.g. ["dbscan", "kmeans", "kmeans"]); empty = ALGORITHM.
@@ -161,6 +166,7 @@ def _add_cluster_config(cfg):
     # Montage rows (the largest cluster, then evenly down the size ranking) and member images shown per row.
     cl.VIS_CLUSTERS = 8
     cl.VIS_MEMBERS = 12
+    return cl
 
 
 def _add_data_config(cfg):

@@ -28,6 +28,7 @@ logs a warning with the numbers and, if ``FALLBACK.ALGORITHM`` is a k-means vari
 With ``FALLBACK.ALGORITHM == "none"`` the DBSCAN labels are kept (all-outlier results become singletons so the
 labelling stays usable). k-means results are only warned about (k is clamped to [min_clusters, N]).
 """
+import functools
 import logging
 import time
 import warnings
@@ -41,43 +42,6 @@ from .jaccard import compute_jaccard_distance_sparse, filter_csr
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("kmeans", "faiss_kmeans", "dbscan")
-
-# Defaults of every key read here; lf2_plugin/config.py declares the same values for yacs.
-_DEFAULTS = {
-    "ALGORITHM": "kmeans",
-    "LEVEL_ALGORITHMS": [],
-    "NUM_CLUSTERS": 700,
-    "MIN_CLUSTERS": 0,
-    "SEED": 1,
-    "KMEANS.MAX_ITER": 100,
-    "KMEANS.BATCH_SIZE": 300,
-    "KMEANS.INIT_SIZE": 1500,
-    "KMEANS.PART_INIT_SIZE": 900,
-    "KMEANS.N_INIT": 3,
-    "KMEANS.CENTROIDS": "kmeans",
-    "KMEANS.FAISS_NITER": 10,
-    "KMEANS.FAISS_MAX_POINTS_PER_CENTROID": 16,
-    "KMEANS.FAISS_INIT": "kmeans++",
-    "KMEANS.FAISS_INIT_SIZE": 0,
-    "DBSCAN.EPS": 0.6,
-    "DBSCAN.MIN_SAMPLES": 4,
-    "DBSCAN.K1": 30,
-    "DBSCAN.K2": 6,
-    "DBSCAN.KEEP_OUTLIERS": False,
-    "KNN.MODE": "exact",
-    "KNN.HNSW_M": 32,
-    "KNN.HNSW_EF_CONSTRUCTION": 40,
-    "KNN.HNSW_EF_SEARCH": 128,
-    "KNN.IVF_NLIST": 0,
-    "KNN.IVF_NPROBE": 16,
-    "KNN.IVF_QUERY_PROBES": 4,
-    "KNN.USE_GPU": True,
-    "KNN.NUM_THREADS": 0,
-    "FALLBACK.ALGORITHM": "faiss_kmeans",
-    "FALLBACK.NUM_CLUSTERS": 0,
-    "FALLBACK.GIANT_CLUSTER_FRACTION": 0.5,
-    "FALLBACK.ON_GIANT_CLUSTER": "fallback",
-}
 
 
 @dataclass
@@ -108,8 +72,7 @@ class ClusterResult:
     timings: dict = field(default_factory=dict)
 
 
-def cfg_get(cfg, dotted_key):
-    """``cfg.A.B`` for ``"A.B"`` on a CfgNode or nested dict, or the documented default when absent."""
+def _lookup(cfg, dotted_key):
     node = cfg
     for part in dotted_key.split("."):
         if node is None:
@@ -118,7 +81,26 @@ def cfg_get(cfg, dotted_key):
             node = node.get(part)
         else:
             node = getattr(node, part, None)
-    return _DEFAULTS[dotted_key] if node is None else node
+    return node
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults():
+    from ..config import default_cluster_config
+
+    defaults = default_cluster_config()
+    defaults.freeze()
+    return defaults
+
+
+def cfg_get(cfg, dotted_key):
+    """``cfg.A.B`` for ``"A.B"`` on a CfgNode or nested dict, or its default (``lf2_plugin.config``) when absent."""
+    node = _lookup(cfg, dotted_key)
+    if node is None:
+        node = _lookup(_defaults(), dotted_key)
+        if node is None:
+            raise KeyError(f"MODEL.LF2.CLUSTER.{dotted_key} is not a clustering key")
+    return node
 
 
 def level_algorithm(cfg, level):
