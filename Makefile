@@ -9,7 +9,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 FASTREID_PIN := fastreid==1.4.0
 PYTEST_ARGS ?=
 
-.PHONY: all venv test demo ablation rank-cylib clean distclean
+.PHONY: all venv lint test demo ablation rank-cylib clean distclean
 
 all: test
 
@@ -43,7 +43,12 @@ rank-cylib:
 	rm -f $(VENV)/.stamp-rank-cylib
 	$(MAKE) $(VENV)/.stamp-rank-cylib
 
-test: venv
+# ruff (settings in ruff.toml): lint, then check that the code is formatted (`ruff format` fixes it).
+lint: venv
+	$(VENV)/bin/ruff check lf2_plugin tools tests
+	$(VENV)/bin/ruff format --check lf2_plugin tools tests
+
+test: lint
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 demo: venv

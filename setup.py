@@ -33,7 +33,8 @@ setup(
         "cpu": ["faiss-cpu>=1.7.3"],
         "gpu": ["faiss-gpu>=1.7.3"],
         "torchreid": ["torchreid==0.2.5", "gdown", "six"],
-        "test": ["pytest>=7"],
+        # ruff pinned: another version may format or lint the same code differently.
+        "test": ["pytest>=7", "ruff==0.17.6"],
         # tools/export.py: ONNX export and its check with onnxruntime.
         "export": ["onnx>=1.14", "onnxruntime>=1.16"],
     },

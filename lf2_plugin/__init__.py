@@ -4,12 +4,13 @@
 and registers the plugin's datasets, meta-architectures, heads, backbones in fast-reid's registries, the way
 fast-reid's own projects do (``from fastdistill import *``).
 """
+
 from . import compat
 
 compat.apply()
 
+from . import clustering, data, engine, modeling  # noqa: E402,F401  (registration happens on import)
 from .config import add_lf2_config  # noqa: E402
-from . import data, modeling, clustering, engine  # noqa: E402,F401  (registration happens on import)
 
 __version__ = "0.1.0"
 __all__ = ["add_lf2_config", "compat"]

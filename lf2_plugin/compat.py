@@ -7,6 +7,7 @@ calls it). The import shims come first because ``fastreid.data`` cannot even be 
 For diagnosis (and for the tests that prove each fix is still needed), ``LF2_COMPAT_SKIP=name1,name2`` in the
 environment leaves the named fixes out. ``applied_fixes()`` lists what was applied.
 """
+
 import collections
 import collections.abc
 import importlib
@@ -298,8 +299,9 @@ def preprocess_not_inplace():
 @_fix
 def ddp_without_device_ids_on_cpu():
     """DefaultTrainer wraps DDP with device_ids=[local_rank]: ValueError for a CPU module in a gloo group."""
-    import fastreid.engine.defaults as defaults
     from torch.nn.parallel import DistributedDataParallel
+
+    import fastreid.engine.defaults as defaults
 
     if getattr(defaults.DistributedDataParallel, "_lf2_compat", False):
         return

@@ -3,6 +3,7 @@
 Call :func:`add_lf2_config` right after ``fastreid.config.get_cfg()`` and before ``merge_from_file``
 (the fast-reid project convention, see ``projects/FastAttr/fastattr/config.py``).
 """
+
 from fastreid.config import CfgNode as CN
 
 

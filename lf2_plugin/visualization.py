@@ -4,6 +4,7 @@ fast-reid's ``Visualizer`` draws rank lists of an evaluated query/gallery split 
 same-identity same-camera gallery images, the evaluation protocol); these helpers draw any rows of files, for
 searches over unlabelled folders and for pseudo-label clusters.
 """
+
 import colorsys
 from dataclasses import dataclass
 
@@ -66,7 +67,6 @@ def draw_rows(rows, path, *, titles=None, cell_size=(128, 64), border=4, gap=6):
             left = gap + c * (cell_w + gap)
             canvas.paste(_cell(tile, cell_size, border), (left, top + title_h))
             if tile.caption:
-                draw.text((left, top + title_h + cell_h), tile.caption[: max(4, cell_w // 6)], fill=_TEXT,
-                          font=font)
+                draw.text((left, top + title_h + cell_h), tile.caption[: max(4, cell_w // 6)], fill=_TEXT, font=font)
     canvas.save(path)
     return path

@@ -7,6 +7,7 @@ that the check can fail). The checks are independent of each other, so skipping 
 
     LF2_COMPAT_SKIP=... python tests/compat_checks.py   # prints {"fix name": "ok" | "<error>"} as JSON
 """
+
 import json
 import logging
 import os
@@ -14,32 +15,62 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import lf2_plugin  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import lf2_plugin  # noqa: E402,F401
+
 RUNTIME_FIXES = [
-    "optimizer_not_contiguous", "cpu_dataloader", "amp_requires_cuda", "cpu_rerank", "random_affine_kwargs",
-    "eval_period_zero", "collator_numpy_scalars", "ranker_never_exits", "preprocess_not_inplace",
-    "ddp_without_device_ids_on_cpu", "writer_once_per_iteration",
+    "optimizer_not_contiguous",
+    "cpu_dataloader",
+    "amp_requires_cuda",
+    "cpu_rerank",
+    "random_affine_kwargs",
+    "eval_period_zero",
+    "collator_numpy_scalars",
+    "ranker_never_exits",
+    "preprocess_not_inplace",
+    "ddp_without_device_ids_on_cpu",
+    "writer_once_per_iteration",
+]
+
+
+# A ResNet-18 on CPU without ImageNet weights: the small model most tests build.
+RESNET18_CPU_OPTS = [
+    *("MODEL.DEVICE", "cpu"),
+    *("MODEL.BACKBONE.NAME", "build_resnet_backbone"),
+    *("MODEL.BACKBONE.DEPTH", "18x"),
+    *("MODEL.BACKBONE.FEAT_DIM", "512"),
+    *("MODEL.BACKBONE.PRETRAIN", "False"),
 ]
 
 
 def tiny_cfg():
     from lf2_plugin.engine import build_config
 
-    return build_config(opts=[
-        "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512",
-        "MODEL.BACKBONE.PRETRAIN", "False", "MODEL.HEADS.NUM_CLASSES", "4", "INPUT.SIZE_TRAIN", "[32, 16]",
-        "INPUT.SIZE_TEST", "[32, 16]", "MODEL.LOSSES.NAME", "('CrossEntropyLoss',)",
-    ])
+    return build_config(
+        opts=[
+            *RESNET18_CPU_OPTS,
+            "MODEL.HEADS.NUM_CLASSES",
+            "4",
+            "INPUT.SIZE_TRAIN",
+            "[32, 16]",
+            "INPUT.SIZE_TEST",
+            "[32, 16]",
+            "MODEL.LOSSES.NAME",
+            "('CrossEntropyLoss',)",
+        ]
+    )
 
 
 def tiny_batch(n=8, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"images": torch.rand(n, 3, 32, 16, generator=g) * 255, "targets": torch.arange(n) % 4,
-            "camids": torch.zeros(n, dtype=torch.long)}
+    return {
+        "images": torch.rand(n, 3, 32, 16, generator=g) * 255,
+        "targets": torch.arange(n) % 4,
+        "camids": torch.zeros(n, dtype=torch.long),
+    }
 
 
 def check_optimizer_not_contiguous():
@@ -82,7 +113,6 @@ def check_cpu_dataloader():
 def check_amp_requires_cuda():
     import fastreid.engine.defaults as defaults
     from fastreid.engine.train_loop import SimpleTrainer
-
     from fastreid.utils.events import EventStorage
 
     class SquaredOutput(torch.nn.Linear):
@@ -136,16 +166,17 @@ def check_eval_period_zero():
 def check_collator_numpy_scalars():
     from fastreid.data.build import fast_batch_collator
 
-    batch = fast_batch_collator([{"targets": np.int64(3), "w": np.float32(0.5)},
-                                 {"targets": np.int64(7), "w": np.float32(1.5)}])
+    batch = fast_batch_collator(
+        [{"targets": np.int64(3), "w": np.float32(0.5)}, {"targets": np.int64(7), "w": np.float32(1.5)}]
+    )
     assert batch["targets"] is not None and batch["targets"].tolist() == [3, 7]
     assert batch["w"].tolist() == [0.5, 1.5]
 
 
 def check_ranker_never_exits():
+    import fastreid.evaluation.rank_cylib as rank_cylib
     from fastreid.evaluation import rank
     from fastreid.evaluation.reid_evaluation import ReidEvaluator
-    import fastreid.evaluation.rank_cylib as rank_cylib
 
     # Simulate a machine where the ranker was never built and building it fails.
     saved = rank.IS_CYTHON_AVAI, sys.modules.get("fastreid.evaluation.rank_cylib.rank_cy"), rank_cylib.compile_helper
@@ -189,6 +220,7 @@ def check_ddp_without_device_ids_on_cpu():
     import socket
 
     import torch.distributed as dist
+
     import fastreid.engine.defaults as defaults
 
     with socket.socket() as s:

@@ -1,11 +1,11 @@
 import os
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # tests import their helper modules (compat_checks, ...) by name
 sys.path.insert(0, os.path.dirname(HERE))
-
-import pytest
 
 import lf2_plugin  # noqa: E402,F401  (fastreid needs the compat fixes before any import of it)
 
@@ -31,8 +31,9 @@ def run_train_net(args, datasets_root, timeout=600, python_args=(), extra_env=No
     import subprocess
 
     env = dict(os.environ, FASTREID_DATASETS=datasets_root, **(extra_env or {}))
-    return subprocess.run([sys.executable, *python_args, TRAIN_NET, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *python_args, TRAIN_NET, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 LF2_TINY_CONFIG = os.path.join(HERE, "configs", "lf2_tiny.yml")
@@ -57,9 +58,19 @@ def uninterrupted(tiny_duke_root, tmp_path_factory):
     It draws its pseudo labels every LF2_TINY_VIS_EVERY epochs (the resume test compares it with a run that does
     not: pictures must not change training)."""
     out = tmp_path_factory.mktemp("lf2_full")
-    proc = run_train_net(["--config-file", LF2_TINY_CONFIG, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH",
-                          str(LF2_TINY_EPOCHS), "MODEL.LF2.CLUSTER.VIS_EVERY", str(LF2_TINY_VIS_EVERY)],
-                         tiny_duke_root)
+    proc = run_train_net(
+        [
+            "--config-file",
+            LF2_TINY_CONFIG,
+            "OUTPUT_DIR",
+            str(out),
+            "SOLVER.MAX_EPOCH",
+            str(LF2_TINY_EPOCHS),
+            "MODEL.LF2.CLUSTER.VIS_EVERY",
+            str(LF2_TINY_VIS_EVERY),
+        ],
+        tiny_duke_root,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc
 

@@ -1,4 +1,5 @@
 """tools/ablation.py: mean ± std over seeds, per-level pseudo-label quality, and --reuse of finished steps."""
+
 import json
 import os
 import sys
@@ -24,8 +25,9 @@ def finished_seed(out, seed, offset):
     write_json(os.path.join(seed_dir, "source", "model_final.pth"), {})
     write_json(os.path.join(seed_dir, "direct_transfer", "eval_results.json"), {k: v - 20 for k, v in METRICS.items()})
     for i, name in enumerate(ablation.VARIANTS):
-        write_json(os.path.join(seed_dir, name, "summary.json"),
-                   {"last": {k: v + i + offset for k, v in METRICS.items()}})
+        write_json(
+            os.path.join(seed_dir, name, "summary.json"), {"last": {k: v + i + offset for k, v in METRICS.items()}}
+        )
         level = {"nmi": 0.8 + 0.01 * offset, "pairwise_precision": 0.5, "pairwise_recall": 0.4, "pairwise_f1": 0.45}
         epochs = [{"epoch": 0, "levels": [dict(level, nmi=0.1)] * 3}, {"epoch": 1, "levels": [level] * 3}]
         write_json(os.path.join(seed_dir, name, "clustering.jsonl"), epochs, lines=True)
@@ -35,8 +37,9 @@ def test_reuse_aggregates_finished_runs_without_training(tmp_path, monkeypatch):
     out = str(tmp_path)
     for seed, offset in ((1, 0.0), (2, 2.0)):
         finished_seed(out, seed, offset)
-    per_seed = {seed: ablation.run_seed(out, "configs/SynthDuke2SynthMarket", seed, env={}, reuse=True)
-                for seed in (1, 2)}
+    per_seed = {
+        seed: ablation.run_seed(out, "configs/SynthDuke2SynthMarket", seed, env={}, reuse=True) for seed in (1, 2)
+    }
     rows = {row["name"]: row for row in ablation.aggregate(per_seed)}
     assert list(rows) == ["direct_transfer", *ablation.VARIANTS]
     assert rows["direct_transfer"]["mAP"] == 30.0 and rows["direct_transfer"]["std"]["mAP"] == 0.0
@@ -76,12 +79,24 @@ def test_variants_common_overrides_and_sources(tmp_path, monkeypatch):
         return {"name": name, **METRICS}
 
     monkeypatch.setattr(ablation, "adapt", fake_adapt)
-    rows = ablation.run_seed(out, "configs/SynthDuke2SynthMarket", 1, env={}, variants=["global_only_mt"],
-                             common_opts=["MODEL.LF2.TEACHER.EMA_ALPHA", "0.95"], sources=sources)
+    rows = ablation.run_seed(
+        out,
+        "configs/SynthDuke2SynthMarket",
+        1,
+        env={},
+        variants=["global_only_mt"],
+        common_opts=["MODEL.LF2.TEACHER.EMA_ALPHA", "0.95"],
+        sources=sources,
+    )
     assert [row["name"] for row in rows] == ["direct_transfer", "global_only_mt"]
     assert rows[0]["mAP"] == 30.0
-    assert commands == [("global_only_mt", os.path.join(sources, "seed1", "source", "model_final.pth"),
-                         ["MODEL.LF2.TEACHER.EMA_ALPHA", "0.95", "MODEL.LF2.NUM_PARTS", "0"])]
+    assert commands == [
+        (
+            "global_only_mt",
+            os.path.join(sources, "seed1", "source", "model_final.pth"),
+            ["MODEL.LF2.TEACHER.EMA_ALPHA", "0.95", "MODEL.LF2.NUM_PARTS", "0"],
+        )
+    ]
     with pytest.raises(SystemExit, match=r"seed2.source.model_final\.pth does not exist"):
         ablation.run_seed(out, "configs/SynthDuke2SynthMarket", 2, env={}, sources=sources)
 
@@ -90,14 +105,17 @@ def test_paired_differences_per_seed_with_a_t_interval():
     def row(name, maps):
         return {"name": name, "seeds": [{"seed": seed, "mAP": m} for seed, m in zip((1, 2, 3), maps)]}
 
-    rows = [row("direct_transfer", [40.0, 45.0, 50.0]), row("lf2", [50.0, 55.0, 60.0]),
-            row("global_only_mt", [52.0, 52.0, 52.0])]
+    rows = [
+        row("direct_transfer", [40.0, 45.0, 50.0]),
+        row("lf2", [50.0, 55.0, 60.0]),
+        row("global_only_mt", [52.0, 52.0, 52.0]),
+    ]
     pairs = {(p["a"], p["b"]): p for p in ablation.paired_differences(rows)}
     assert set(pairs) == {("lf2", "direct_transfer"), ("lf2", "global_only_mt"), ("global_only_mt", "direct_transfer")}
     lf2_vs_global = pairs[("lf2", "global_only_mt")]
     assert lf2_vs_global["per_seed"] == [-2.0, 3.0, 8.0] and lf2_vs_global["better_in"] == "2/3"
     assert (lf2_vs_global["mean"], lf2_vs_global["std"]) == (3.0, 5.0)
-    half = 4.302653 * 5.0 / 3 ** 0.5  # t(0.975, 2 degrees of freedom) from a table
+    half = 4.302653 * 5.0 / 3**0.5  # t(0.975, 2 degrees of freedom) from a table
     assert lf2_vs_global["ci95"] == pytest.approx([3.0 - half, 3.0 + half], abs=0.01)
     assert pairs[("lf2", "direct_transfer")]["ci95"] == [10.0, 10.0]  # no spread: the interval is a point
 
@@ -105,9 +123,16 @@ def test_paired_differences_per_seed_with_a_t_interval():
 def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path, capsys, monkeypatch):
     """--combine: the per-seed values of two summaries pooled (rows both have), paired differences over all seeds;
     a seed in both summaries is refused with both files named."""
+
     def summary(path, seeds, names):
-        rows = [{"name": name, "mAP": 0.0, "seeds": [{"seed": s, **{k: v + s + i for k, v in METRICS.items()}}
-                                                     for s in seeds]} for i, name in enumerate(names)]
+        rows = [
+            {
+                "name": name,
+                "mAP": 0.0,
+                "seeds": [{"seed": s, **{k: v + s + i for k, v in METRICS.items()}} for s in seeds],
+            }
+            for i, name in enumerate(names)
+        ]
         write_json(str(path), {"rows": rows})
         return str(path)
 

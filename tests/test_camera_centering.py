@@ -1,28 +1,31 @@
 """MODEL.LF2.CLUSTER.CAMERA_CENTERING: each camera's mean feature removed before clustering, in training."""
+
 import numpy as np
 import pytest
-from fastreid.utils.events import EventStorage
-
 from conftest import LF2_TINY_CONFIG
+from test_sweep_clustering import camera_dominated_features, cluster_cfg
+
 from lf2_plugin.clustering import clustering_quality, compute_centroids, distributed_cluster_levels
 from lf2_plugin.clustering import hook as hook_module
 from lf2_plugin.clustering.camera import camera_centered
 from lf2_plugin.clustering.hook import cluster_camids
 from lf2_plugin.engine import build_config
-from test_sweep_clustering import camera_dominated_features, cluster_cfg
+
+from fastreid.utils.events import EventStorage
 
 
 def test_levels_clustered_after_camera_centering_recover_the_identities():
     features, ids, cams = camera_dominated_features()
     cfg = cluster_cfg(NUM_CLUSTERS=3)
-    plain, = distributed_cluster_levels([features], cfg, seed=0)
-    centred, = distributed_cluster_levels([features], cfg, seed=0, camids=cams)
+    (plain,) = distributed_cluster_levels([features], cfg, seed=0)
+    (centred,) = distributed_cluster_levels([features], cfg, seed=0, camids=cams)
     assert clustering_quality(plain.labels, ids)["pairwise_f1"] < 0.6
     assert clustering_quality(centred.labels, ids)["pairwise_f1"] == pytest.approx(1.0)
     # the classifier rows are the member means of the features as given, not of the centred ones
     np.testing.assert_allclose(centred.centroids, compute_centroids(features, centred.labels), atol=1e-6)
-    assert not np.allclose(centred.centroids, compute_centroids(camera_centered(features, cams), centred.labels),
-                           atol=1e-2)
+    assert not np.allclose(
+        centred.centroids, compute_centroids(camera_centered(features, cams), centred.labels), atol=1e-2
+    )
 
 
 def test_camera_ids_are_required_only_when_centering():
@@ -37,9 +40,9 @@ def test_camera_ids_are_required_only_when_centering():
 
 
 def test_trainer_clusters_with_the_target_cameras(tiny_duke_root, tmp_path, monkeypatch):
-    import fastreid.data.build as data_build
-
     from lf2_plugin.engine.trainer import LF2Trainer
+
+    import fastreid.data.build as data_build
 
     monkeypatch.setattr(data_build, "_root", tiny_duke_root)
     cfg = build_config(LF2_TINY_CONFIG, ["MODEL.LF2.CLUSTER.CAMERA_CENTERING", "True", "OUTPUT_DIR", str(tmp_path)])

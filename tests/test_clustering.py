@@ -1,15 +1,23 @@
 """Clustering core (issue 5): sparse Jaccard vs fast-reid, DBSCAN / k-means paths, fallbacks, metrics."""
+
 import numpy as np
 import pytest
 import torch
-
-import lf2_plugin  # noqa: F401  (fast-reid shims)
-from fastreid.utils.compute_dist import compute_jaccard_distance
 from sklearn.cluster import DBSCAN
 
-from lf2_plugin.clustering import (cluster_features, clustering_quality, clustering_statistics,
-                                   compute_jaccard_distance_sparse, knn_search, resolve_min_clusters, run_dbscan)
-from lf2_plugin.clustering import algorithms
+import lf2_plugin  # noqa: F401  (fast-reid shims)
+from lf2_plugin.clustering import (
+    algorithms,
+    cluster_features,
+    clustering_quality,
+    clustering_statistics,
+    compute_jaccard_distance_sparse,
+    knn_search,
+    resolve_min_clusters,
+    run_dbscan,
+)
+
+from fastreid.utils.compute_dist import compute_jaccard_distance
 
 
 def normalise(x):
@@ -46,8 +54,10 @@ def cfg(**overrides):
 
 # ---------------------------------------------------------------- sparse Jaccard against fast-reid's reference
 
-@pytest.mark.parametrize("kind,k1,k2", [("random", 30, 6), ("clustered", 30, 6), ("clustered", 20, 1),
-                                        ("clustered", 13, 3)])
+
+@pytest.mark.parametrize(
+    "kind,k1,k2", [("random", 30, 6), ("clustered", 30, 6), ("clustered", 20, 1), ("clustered", 13, 3)]
+)
 def test_sparse_jaccard_equals_fastreid_reference(kind, k1, k2):
     if kind == "random":
         x = normalise(np.random.default_rng(1).standard_normal((300, 16)))
@@ -70,7 +80,7 @@ def test_sparse_jaccard_stores_zero_distances_explicitly():
     x[7] = x[3]  # a duplicated image: distance 0 to its twin
     dist = compute_jaccard_distance_sparse(x, k1=20, k2=6)
     for i, j in [(3, 7), (7, 3), (0, 0), (5, 5)]:
-        row = dist.indices[dist.indptr[i]:dist.indptr[i + 1]]
+        row = dist.indices[dist.indptr[i] : dist.indptr[i + 1]]
         assert j in row, (i, j)
     assert dist[3, 7] == 0 and dist[3, 3] == 0
     assert np.all(np.diff(dist.indptr) > 0)
@@ -80,13 +90,15 @@ def test_dbscan_labels_equal_reference_dbscan():
     x, _ = clustered(500, 48, 30, 0.7, seed=4)
     x[:20] = normalise(np.random.default_rng(0).standard_normal((20, 48)))  # junk images: some outliers
     reference = DBSCAN(eps=0.6, min_samples=4, metric="precomputed").fit_predict(
-        compute_jaccard_distance(torch.from_numpy(x), k1=30, k2=6, search_option=3))
+        compute_jaccard_distance(torch.from_numpy(x), k1=30, k2=6, search_option=3)
+    )
     ours = run_dbscan(x, eps=0.6, min_samples=4, k1=30, k2=6)
     assert reference.max() >= 5 and (reference == -1).any()
     np.testing.assert_array_equal(ours, reference)
 
 
 # ---------------------------------------------------------------- k-NN modes
+
 
 def test_knn_exact_matches_flat_index_and_approximate_modes_find_self():
     x, _ = clustered(600, 32, 20, 0.5, seed=5)
@@ -101,8 +113,9 @@ def test_knn_exact_matches_flat_index_and_approximate_modes_find_self():
     assert all(set(a) == set(b) for a, b in zip(per_query.indices, exact.indices))
     recalls = {}
     for probes in (0, 3):  # per-query probes only add cells to search: recall never drops
-        approx = knn_search(x, 10, mode="grouped_ivf", ivf_nlist=8, ivf_nprobe=2, ivf_query_probes=probes,
-                            use_gpu=False)
+        approx = knn_search(
+            x, 10, mode="grouped_ivf", ivf_nlist=8, ivf_nprobe=2, ivf_query_probes=probes, use_gpu=False
+        )
         recalls[probes] = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.indices, exact.indices)])
     assert recalls[3] >= recalls[0], recalls
     for mode in ("grouped_ivf", "ivf", "hnsw"):
@@ -122,12 +135,22 @@ def test_knn_pads_when_fewer_points_than_k():
 
 # ---------------------------------------------------------------- cluster_features
 
-@pytest.mark.parametrize("algorithm,centroids", [("kmeans", "mean"), ("faiss_kmeans", "mean"), ("dbscan", "mean"),
-                                                 ("kmeans", "kmeans"), ("faiss_kmeans", "kmeans")])
+
+@pytest.mark.parametrize(
+    "algorithm,centroids",
+    [
+        ("kmeans", "mean"),
+        ("faiss_kmeans", "mean"),
+        ("dbscan", "mean"),
+        ("kmeans", "kmeans"),
+        ("faiss_kmeans", "kmeans"),
+    ],
+)
 def test_cluster_features_result(algorithm, centroids):
     x, ids = clustered(480, 32, 12, 0.3, seed=6)
-    result = cluster_features(x, cfg(ALGORITHM=algorithm, NUM_CLUSTERS=12, FALLBACK__ALGORITHM="none",
-                                     KMEANS__CENTROIDS=centroids), level=0)
+    result = cluster_features(
+        x, cfg(ALGORITHM=algorithm, NUM_CLUSTERS=12, FALLBACK__ALGORITHM="none", KMEANS__CENTROIDS=centroids), level=0
+    )
     assert result.labels.dtype == np.int64 and result.labels.shape == (480,)
     assert result.algorithm == algorithm and not result.fallback_reason
     assert result.num_clusters == result.labels.max() + 1 == result.centroids.shape[0]
@@ -149,8 +172,9 @@ def test_kmeans_centroids_are_the_kmeans_centres_and_labels_keep_empty_clusters(
     x, _ = clustered(600, 16, 8, 0.5, seed=2)
     settings = cfg(NUM_CLUSTERS=30, KMEANS__CENTROIDS="kmeans", KMEANS__INIT_SIZE=200)
     result = cluster_features(x, settings, seed=4)
-    reference = MiniBatchKMeans(n_clusters=30, max_iter=100, batch_size=300, init_size=200, n_init=3,
-                                random_state=4).fit(x)
+    reference = MiniBatchKMeans(
+        n_clusters=30, max_iter=100, batch_size=300, init_size=200, n_init=3, random_state=4
+    ).fit(x)
     np.testing.assert_array_equal(result.labels, reference.labels_)
     centres = reference.cluster_centers_ / np.linalg.norm(reference.cluster_centers_, axis=1, keepdims=True)
     np.testing.assert_allclose(result.centroids, centres, atol=1e-6)
@@ -163,12 +187,20 @@ def test_kmeans_centroids_are_the_kmeans_centres_and_labels_keep_empty_clusters(
 
 def test_level_selects_init_size_and_algorithm(monkeypatch):
     calls = []
-    monkeypatch.setattr(algorithms, "run_minibatch_kmeans",
-                        lambda features, k, **kw: calls.append(kw) or (np.arange(features.shape[0]) % k,
-                                                                       np.ones((k, features.shape[1]))))
+    monkeypatch.setattr(
+        algorithms,
+        "run_minibatch_kmeans",
+        lambda features, k, **kw: (
+            calls.append(kw) or (np.arange(features.shape[0]) % k, np.ones((k, features.shape[1])))
+        ),
+    )
     x, _ = clustered(100, 16, 5, 0.3)
-    settings = cfg(NUM_CLUSTERS=5, KMEANS__INIT_SIZE=1500, KMEANS__PART_INIT_SIZE=900,
-                   LEVEL_ALGORITHMS=["kmeans", "kmeans", "faiss_kmeans"])
+    settings = cfg(
+        NUM_CLUSTERS=5,
+        KMEANS__INIT_SIZE=1500,
+        KMEANS__PART_INIT_SIZE=900,
+        LEVEL_ALGORITHMS=["kmeans", "kmeans", "faiss_kmeans"],
+    )
     cluster_features(x, settings, level=0)
     cluster_features(x, settings, level=1)
     assert [c["init_size"] for c in calls] == [1500, 900]
@@ -183,7 +215,6 @@ def test_kmeans_is_seeded():
         np.testing.assert_array_equal(a, b)
 
 
-
 def test_faiss_kmeans_plusplus_seeds_are_seeded_and_used(monkeypatch):
     x, _ = clustered(600, 32, 20, 0.4, seed=4)
     a = algorithms.kmeans_plusplus_centroids(x, 20, sample_size=200, seed=5)
@@ -195,8 +226,11 @@ def test_faiss_kmeans_plusplus_seeds_are_seeded_and_used(monkeypatch):
     # equal k-means++ seeds -> equal labels, whatever faiss's own seed; the seeds really reach faiss.Kmeans.train
     seen = []
     original = algorithms.kmeans_plusplus_centroids
-    monkeypatch.setattr(algorithms, "kmeans_plusplus_centroids",
-                        lambda *args, **kw: seen.append(kw) or original(x, 20, sample_size=200, seed=5))
+    monkeypatch.setattr(
+        algorithms,
+        "kmeans_plusplus_centroids",
+        lambda *args, **kw: seen.append(kw) or original(x, 20, sample_size=200, seed=5),
+    )
     first = algorithms.run_faiss_kmeans(x, 20, niter=0, seed=1, use_gpu=False)
     second = algorithms.run_faiss_kmeans(x, 20, niter=0, seed=2, use_gpu=False)
     np.testing.assert_array_equal(first, second)
@@ -215,14 +249,17 @@ def test_faiss_kmeans_plusplus_at_least_as_good_as_random_init():
     x, ids = clustered(int(sizes.sum()), 32, 40, 0.3, seed=7, sizes=sizes)
     nmi = {}
     for init in ("kmeans++", "random"):
-        scores = [clustering_quality(algorithms.run_faiss_kmeans(x, 40, seed=s, use_gpu=False, init=init),
-                                     ids)["nmi"] for s in range(3)]
+        scores = [
+            clustering_quality(algorithms.run_faiss_kmeans(x, 40, seed=s, use_gpu=False, init=init), ids)["nmi"]
+            for s in range(3)
+        ]
         nmi[init] = float(np.mean(scores))
     assert nmi["kmeans++"] >= nmi["random"], nmi
     assert nmi["kmeans++"] > nmi["random"] + 0.05 and nmi["kmeans++"] > 0.9, nmi  # 0.93 vs 0.83
 
 
 # ---------------------------------------------------------------- degenerate results never crash
+
 
 def test_all_outliers_falls_back_to_kmeans():
     x, _ = clustered(200, 16, 10, 0.3)
@@ -283,8 +320,9 @@ def test_tiny_inputs_and_k_larger_than_n(n):
 
 
 def test_resolve_min_clusters():
-    from fastreid.config import get_cfg
     from lf2_plugin.config import add_lf2_config
+
+    from fastreid.config import get_cfg
 
     full = add_lf2_config(get_cfg())
     full.SOLVER.IMS_PER_BATCH, full.DATALOADER.NUM_INSTANCE = 64, 4
@@ -300,11 +338,20 @@ def test_resolve_min_clusters():
 
 # ---------------------------------------------------------------- metrics
 
+
 def test_statistics():
     stats = clustering_statistics([0, 0, 0, 1, 1, 2, -1, -1])
-    assert stats == {"num_samples": 8, "num_clusters": 3, "num_outliers": 2, "num_singletons": 1,
-                     "size_min": 1, "size_median": 2.0, "size_mean": 2.0, "size_max": 3,
-                     "largest_cluster_fraction": 3 / 8}
+    assert stats == {
+        "num_samples": 8,
+        "num_clusters": 3,
+        "num_outliers": 2,
+        "num_singletons": 1,
+        "size_min": 1,
+        "size_median": 2.0,
+        "size_mean": 2.0,
+        "size_max": 3,
+        "largest_cluster_fraction": 3 / 8,
+    }
     assert clustering_statistics([-1, -1])["num_clusters"] == 0
 
 

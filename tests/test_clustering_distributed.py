@@ -1,4 +1,5 @@
 """Distributed clustering: 2 gloo processes gather to rank 0, cluster there, and get identical labels."""
+
 import os
 import socket
 
@@ -19,8 +20,12 @@ def make_data():
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-SETTINGS = {"ALGORITHM": "dbscan", "NUM_CLUSTERS": 12, "KNN": {"USE_GPU": False},
-            "LEVEL_ALGORITHMS": ["dbscan", "kmeans", "faiss_kmeans"]}
+SETTINGS = {
+    "ALGORITHM": "dbscan",
+    "NUM_CLUSTERS": 12,
+    "KNN": {"USE_GPU": False},
+    "LEVEL_ALGORITHMS": ["dbscan", "kmeans", "faiss_kmeans"],
+}
 
 
 def _free_port():
@@ -41,8 +46,13 @@ def _worker(rank, port, out_dir):
         single = distributed_cluster_features(shard, SETTINGS, level=0, seed=1 + rank)
         levels = distributed_cluster_levels([shard, shard[:, ::-1].copy(), shard * 1.0], SETTINGS, seed=7 + rank)
         gathered = distributed_cluster_features(data, SETTINGS, level=1, seed=5 + rank, already_gathered=True)
-        np.savez(os.path.join(out_dir, f"rank{rank}.npz"), single=single.labels, centroids=single.centroids,
-                 gathered=gathered.labels, **{f"level{i}": r.labels for i, r in enumerate(levels)})
+        np.savez(
+            os.path.join(out_dir, f"rank{rank}.npz"),
+            single=single.labels,
+            centroids=single.centroids,
+            gathered=gathered.labels,
+            **{f"level{i}": r.labels for i, r in enumerate(levels)},
+        )
     finally:
         dist.barrier()  # no rank tears its gloo group down while the other still uses it
         dist.destroy_process_group()
@@ -57,8 +67,7 @@ def test_labels_identical_across_ranks(tmp_path):
     # the result is rank 0's clustering of the shards concatenated in rank order
     np.testing.assert_array_equal(ranks[0]["single"], cluster_features(data, SETTINGS, level=0, seed=1).labels)
     np.testing.assert_array_equal(ranks[0]["gathered"], cluster_features(data, SETTINGS, level=1, seed=5).labels)
-    np.testing.assert_array_equal(ranks[0]["level2"],
-                                  cluster_features(data * 1.0, SETTINGS, level=2, seed=7).labels)
+    np.testing.assert_array_equal(ranks[0]["level2"], cluster_features(data * 1.0, SETTINGS, level=2, seed=7).labels)
     assert ranks[0]["single"].shape == (360,) and ranks[0]["single"].max() >= 5
 
 

@@ -1,29 +1,28 @@
 """Each fix in lf2_plugin.compat works, is applied once, and is still needed (the defect shows without it)."""
+
 import json
 import os
 import subprocess
 import sys
 
+import compat_checks
 import pytest
 
 import lf2_plugin
 from lf2_plugin import compat
-
-import compat_checks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_python(code_or_script, skip, *args):
     env = dict(os.environ, LF2_COMPAT_SKIP=",".join(skip))
-    cmd = [sys.executable, *( [code_or_script] if code_or_script.endswith(".py") else ["-c", code_or_script]), *args]
+    cmd = [sys.executable, *([code_or_script] if code_or_script.endswith(".py") else ["-c", code_or_script]), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_every_fix_is_applied_and_named_after_its_defect():
     assert compat.applied_fixes() == compat.fix_names()
-    assert set(compat_checks.RUNTIME_FIXES) == set(compat.fix_names()) - {"collections_abc_aliases",
-                                                                         "torch_six_module"}
+    assert set(compat_checks.RUNTIME_FIXES) == set(compat.fix_names()) - {"collections_abc_aliases", "torch_six_module"}
     for func in compat._FIXES:
         assert func.__doc__ and "\n" not in func.__doc__.strip(), f"{func.__name__} needs a one-line defect"
 
@@ -54,10 +53,13 @@ def test_every_runtime_defect_reappears_without_its_fix():
     assert not still_ok, f"these checks pass without their fix (fix unneeded or check too weak): {still_ok}"
 
 
-@pytest.mark.parametrize("fix, error", [
-    ("collections_abc_aliases", "cannot import name 'Mapping' from 'collections'"),
-    ("torch_six_module", "No module named 'torch._six'"),
-])
+@pytest.mark.parametrize(
+    "fix, error",
+    [
+        ("collections_abc_aliases", "cannot import name 'Mapping' from 'collections'"),
+        ("torch_six_module", "No module named 'torch._six'"),
+    ],
+)
 def test_fastreid_does_not_import_without_the_import_shims(fix, error):
     proc = run_python("import lf2_plugin", [fix])
     assert proc.returncode != 0 and error in proc.stderr, proc.stderr[-2000:]

@@ -1,10 +1,10 @@
 """Every shipped config parses (yacs rejects unknown keys) and builds its model on CPU; no data needed."""
+
 import glob
 import os
 
 import pytest
 import torch
-
 from conftest import ROOT
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yml"), recursive=True))

@@ -4,6 +4,7 @@ The official modules (DJEddyking/LF2 ``reid/models/resnet.py``: torchvision ResN
 ``adativeFC_*``/``BN_u``/``BN_l``, ``ca_upper``/``ca_low``, ``Fuse``) are re-stated here as plain functions of a
 state dict in the official key layout; nothing is imported from the official code.
 """
+
 import importlib.util
 import os
 
@@ -12,12 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from test_modeling import make_cfg, one_torch_thread  # noqa: F401  (autouse fixture)
 
 import lf2_plugin  # noqa: F401
+from lf2_plugin.modeling import convert_official_state_dict
+
 from fastreid.modeling import build_model
 from fastreid.utils.checkpoint import Checkpointer
-from lf2_plugin.modeling import convert_official_state_dict
-from test_modeling import make_cfg, one_torch_thread  # noqa: F401  (autouse fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
@@ -27,8 +29,9 @@ CHANNELS, NUM_CLASSES = 512, 5
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("convert_official_lf2",
-                                                  os.path.join(ROOT, "tools", "convert_official_lf2.py"))
+    spec = importlib.util.spec_from_file_location(
+        "convert_official_lf2", os.path.join(ROOT, "tools", "convert_official_lf2.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -57,11 +60,13 @@ def randomize_batchnorms(module, generator):
 
 
 def random_bn(prefix, generator, dim=CHANNELS):
-    return {f"{prefix}.weight": torch.rand(dim, generator=generator) + 0.5,
-            f"{prefix}.bias": torch.randn(dim, generator=generator) * 0.1,
-            f"{prefix}.running_mean": torch.randn(dim, generator=generator) * 0.1,
-            f"{prefix}.running_var": torch.rand(dim, generator=generator) + 0.5,
-            f"{prefix}.num_batches_tracked": torch.tensor(7)}
+    return {
+        f"{prefix}.weight": torch.rand(dim, generator=generator) + 0.5,
+        f"{prefix}.bias": torch.randn(dim, generator=generator) * 0.1,
+        f"{prefix}.running_mean": torch.randn(dim, generator=generator) * 0.1,
+        f"{prefix}.running_var": torch.rand(dim, generator=generator) + 0.5,
+        f"{prefix}.num_batches_tracked": torch.tensor(7),
+    }
 
 
 def official_network_state(seed, expert="concat"):
@@ -70,8 +75,11 @@ def official_network_state(seed, expert="concat"):
     torch.manual_seed(seed)
     net = torchvision_resnet(18)
     randomize_batchnorms(net, generator)
-    state = {f"base.{index}.{key}": value for index, child in BASE_CHILDREN.items()
-             for key, value in getattr(net, child).state_dict().items()}
+    state = {
+        f"base.{index}.{key}": value
+        for index, child in BASE_CHILDREN.items()
+        for key, value in getattr(net, child).state_dict().items()
+    }
     for bn in ("feat_bn", "BN_g", "BN_u", "BN_l"):
         state.update(random_bn(bn, generator))
     state["classifier.weight"] = torch.randn(NUM_CLASSES, CHANNELS, generator=generator) * 0.1
@@ -96,15 +104,22 @@ def official_encoder_state(expert="concat"):
 
 
 def bn_eval(state, name, x):
-    return F.batch_norm(x, state[f"{name}.running_mean"], state[f"{name}.running_var"], state[f"{name}.weight"],
-                        state[f"{name}.bias"], training=False, eps=1e-5)
+    return F.batch_norm(
+        x,
+        state[f"{name}.running_mean"],
+        state[f"{name}.running_var"],
+        state[f"{name}.weight"],
+        state[f"{name}.bias"],
+        training=False,
+        eps=1e-5,
+    )
 
 
 def official_backbone(state, images, depth=18):
     net = torchvision_resnet(depth)
     for index, child in BASE_CHILDREN.items():
         prefix = f"base.{index}."
-        getattr(net, child).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        getattr(net, child).load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     net.eval()
     x = net.maxpool(net.relu(net.bn1(net.conv1(images))))
     return net.layer4(net.layer3(net.layer2(net.layer1(x))))
@@ -112,19 +127,21 @@ def official_backbone(state, images, depth=18):
 
 def official_head(state, feature_map, expert="concat"):
     """Eval-mode ``ResNet.forward`` after ``base``: ([g, f_upper, f_low], [Z_upper, Z_low])."""
+
     def pool_sum(x):
         return F.avg_pool2d(x, x.size()[2:]) + F.max_pool2d(x, x.size()[2:])
 
     def channel_attention(name, x):
         def se(v):
             return F.conv2d(F.relu(F.conv2d(v, state[f"{name}.se.0.weight"])), state[f"{name}.se.2.weight"])
+
         return torch.sigmoid(se(F.adaptive_max_pool2d(x, 1)) + se(F.adaptive_avg_pool2d(x, 1)))
 
     h = feature_map.size(2)
     features = [bn_eval(state, "BN_g", pool_sum(feature_map).flatten(1))]
     attended = []
     for s, (fc, bn, ca) in enumerate([("adativeFC_upper", "BN_u", "ca_upper"), ("adativeFC_low", "BN_l", "ca_low")]):
-        stripe = feature_map[:, :, h // 2 * s: h // 2 * (s + 1), :]
+        stripe = feature_map[:, :, h // 2 * s : h // 2 * (s + 1), :]
         avg, max_ = F.avg_pool2d(stripe, stripe.size()[2:]), F.max_pool2d(stripe, stripe.size()[2:])
         inputs = torch.cat((avg, max_), dim=1) if expert == "concat" else avg + max_
         features.append(bn_eval(state, bn, F.linear(inputs.flatten(1), state[f"{fc}.weight"], state[f"{fc}.bias"])))
@@ -135,21 +152,32 @@ def official_head(state, feature_map, expert="concat"):
 def official_fuse(state, teacher_map, attended):
     """``Fuse.forward``: bn_1(GMP+GAP of T), bn_{j+1}(GMP+GAP of T * Z_j) on the full maps."""
     maps = [teacher_map] + [teacher_map * z for z in attended]
-    return [bn_eval(state, f"fuse_net.bn_{i + 1}",
-                    (F.adaptive_max_pool2d(m, 1) + F.adaptive_avg_pool2d(m, 1)).flatten(1))
-            for i, m in enumerate(maps)]
+    return [
+        bn_eval(state, f"fuse_net.bn_{i + 1}", (F.adaptive_max_pool2d(m, 1) + F.adaptive_avg_pool2d(m, 1)).flatten(1))
+        for i, m in enumerate(maps)
+    ]
 
 
 def network(state, prefix):
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 # ------------------------------------------------------------------------------------------------------------
 # tests
 # ------------------------------------------------------------------------------------------------------------
 def lf2_for_official(expert, extra=()):
-    cfg = make_cfg(num_parts=2, extra=["MODEL.BACKBONE.NAME", "build_resnet_torchvision_stem_backbone",
-                                       "MODEL.HEADS.NUM_CLASSES", NUM_CLASSES, "MODEL.LF2.EXPERT", expert, *extra])
+    cfg = make_cfg(
+        num_parts=2,
+        extra=[
+            "MODEL.BACKBONE.NAME",
+            "build_resnet_torchvision_stem_backbone",
+            "MODEL.HEADS.NUM_CLASSES",
+            NUM_CLASSES,
+            "MODEL.LF2.EXPERT",
+            expert,
+            *extra,
+        ],
+    )
     return build_model(cfg)
 
 
@@ -188,20 +216,32 @@ def test_converted_checkpoint_reproduces_the_official_teacher_and_fusion(tmp_pat
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     model.eval_normalize = True  # the official Encoder's eval output
     with torch.no_grad():
-        torch.testing.assert_close(model({"images": images}),
-                                   F.normalize(torch.cat(teacher_features, dim=1)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            model({"images": images}), F.normalize(torch.cat(teacher_features, dim=1)), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_torchvision_stem_backbone_matches_torchvision_resnet50():
-    official = {f"base.{index}.{key}": value for index, child in BASE_CHILDREN.items()
-                for key, value in getattr(torchvision_resnet(50), child).state_dict().items()}
-    cfg = make_cfg(extra=["MODEL.BACKBONE.NAME", "build_resnet_torchvision_stem_backbone",
-                          "MODEL.BACKBONE.DEPTH", "50x", "MODEL.BACKBONE.FEAT_DIM", 2048])
+    official = {
+        f"base.{index}.{key}": value
+        for index, child in BASE_CHILDREN.items()
+        for key, value in getattr(torchvision_resnet(50), child).state_dict().items()
+    }
+    cfg = make_cfg(
+        extra=[
+            "MODEL.BACKBONE.NAME",
+            "build_resnet_torchvision_stem_backbone",
+            "MODEL.BACKBONE.DEPTH",
+            "50x",
+            "MODEL.BACKBONE.FEAT_DIM",
+            2048,
+        ]
+    )
     from fastreid.modeling.backbones import build_backbone
 
     backbone = build_backbone(cfg).eval()
     converted, _ = convert_official_state_dict(official)
-    backbone.load_state_dict({k[len("backbone."):]: v for k, v in converted.items()}, strict=True)
+    backbone.load_state_dict({k[len("backbone.") :]: v for k, v in converted.items()}, strict=True)
     images = torch.randn(2, 3, 64, 32)
     with torch.no_grad():
         torch.testing.assert_close(backbone(images), official_backbone(official, images, depth=50))
@@ -212,9 +252,19 @@ def test_official_source_checkpoint_converts_to_the_source_baseline():
     source = {f"module.{k}": v for k, v in state.items() if k.startswith(("base.", "feat_bn.", "classifier."))}
     converted, info = convert_official_state_dict({"state_dict": source})
     assert info["layout"] == "source"
-    cfg = make_cfg(meta="LF2SourceBaseline", extra=[
-        "MODEL.BACKBONE.NAME", "build_resnet_torchvision_stem_backbone", "MODEL.HEADS.NAME", "EmbeddingHead",
-        "MODEL.HEADS.WITH_BNNECK", True, "MODEL.HEADS.NUM_CLASSES", NUM_CLASSES])
+    cfg = make_cfg(
+        meta="LF2SourceBaseline",
+        extra=[
+            "MODEL.BACKBONE.NAME",
+            "build_resnet_torchvision_stem_backbone",
+            "MODEL.HEADS.NAME",
+            "EmbeddingHead",
+            "MODEL.HEADS.WITH_BNNECK",
+            True,
+            "MODEL.HEADS.NUM_CLASSES",
+            NUM_CLASSES,
+        ],
+    )
     model = build_model(cfg)
     model.load_state_dict(converted, strict=True)
     model.eval()
@@ -243,11 +293,26 @@ def test_train_net_evaluates_a_converted_checkpoint(tmp_path, tiny_market_root):
     torch.save({"state_dict": official_encoder_state("concat")}, checkpoint)
     load_tool().main([str(checkpoint), str(converted)])
     out = tmp_path / "eval"
-    proc = run_train_net(["--config-file", os.path.join(ROOT, "tests", "configs", "lf2_tiny.yml"), "--eval-only",
-                          "OUTPUT_DIR", str(out), "MODEL.WEIGHTS", str(converted), "MODEL.BACKBONE.NAME",
-                          "build_resnet_torchvision_stem_backbone", "MODEL.HEADS.NUM_CLASSES", str(NUM_CLASSES),
-                          "DATASETS.NAMES", '("Market1501",)', "DATASETS.TESTS", '("Market1501",)'],
-                         tiny_market_root)
+    proc = run_train_net(
+        [
+            "--config-file",
+            os.path.join(ROOT, "tests", "configs", "lf2_tiny.yml"),
+            "--eval-only",
+            "OUTPUT_DIR",
+            str(out),
+            "MODEL.WEIGHTS",
+            str(converted),
+            "MODEL.BACKBONE.NAME",
+            "build_resnet_torchvision_stem_backbone",
+            "MODEL.HEADS.NUM_CLASSES",
+            str(NUM_CLASSES),
+            "DATASETS.NAMES",
+            '("Market1501",)',
+            "DATASETS.TESTS",
+            '("Market1501",)',
+        ],
+        tiny_market_root,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "not found in the checkpoint" not in log and "Skip loading" not in log  # every tensor loaded

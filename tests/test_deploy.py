@@ -1,5 +1,6 @@
 """Using an adapted model: export (ONNX, TorchScript) equals PyTorch, embeddings equal fast-reid's evaluation
 features, searches and pictures of rank lists and pseudo labels, strict loading of the eval path."""
+
 import json
 import os
 import re
@@ -8,12 +9,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import LF2_TINY_CONFIG, LF2_TINY_EPOCHS, LF2_TINY_VIS_EVERY
 from PIL import Image
 
-from conftest import LF2_TINY_CONFIG, LF2_TINY_EPOCHS, LF2_TINY_VIS_EVERY
-from lf2_plugin.deploy import (DescriptorModel, IncompleteCheckpointError, embed_images, export_descriptor_model,
-                               inference_state_keys, load_embeddings, load_exported, load_inference_model,
-                               search_gallery)
+from lf2_plugin.deploy import (
+    DescriptorModel,
+    IncompleteCheckpointError,
+    embed_images,
+    export_descriptor_model,
+    inference_state_keys,
+    load_embeddings,
+    load_exported,
+    load_inference_model,
+    search_gallery,
+)
 from lf2_plugin.engine import build_config
 from lf2_plugin.visualization import MATCH, MISMATCH, QUERY, identity_colour
 
@@ -48,9 +57,11 @@ def test_exported_graph_equals_pytorch_at_any_batch_size(adapted, tmp_path, fmt)
         np.testing.assert_allclose(np.linalg.norm(exported, axis=1), 1.0, atol=1e-5)
     saved = json.loads((tmp_path / f"lf2.{fmt}.json").read_text())
     assert saved["input"]["shape"] == ["batch", 3, 64, 32] and saved["input"]["channel_order"] == "RGB"
-    assert saved["output"]["layout"] == [{"name": "global", "start": 0, "stop": 512},
-                                         {"name": "part1", "start": 512, "stop": 1024},
-                                         {"name": "part2", "start": 1024, "stop": 1536}]
+    assert saved["output"]["layout"] == [
+        {"name": "global", "start": 0, "stop": 512},
+        {"name": "part1", "start": 512, "stop": 1024},
+        {"name": "part2", "start": 1024, "stop": 1536},
+    ]
     assert saved["flip_averaged"] is True and saved["num_parts"] == 2
     assert "LF2" in saved["config"]
 
@@ -72,10 +83,10 @@ def test_export_respects_the_eval_feature_and_flip(uninterrupted, tmp_path):
 def test_embeddings_are_the_features_fast_reid_evaluates_with(adapted, tiny_duke_root):
     """tools/embed.py's vectors = fast-reid's inference_on_dataset outputs (flip test), L2-normalised as the
     evaluator's cosine metric does."""
+    from lf2_plugin.data.pseudo_labels import build_clustering_loader
+
     from fastreid.evaluation import inference_on_dataset
     from fastreid.evaluation.evaluator import DatasetEvaluator
-
-    from lf2_plugin.data.pseudo_labels import build_clustering_loader
 
     class Collect(DatasetEvaluator):
         def reset(self):
@@ -171,8 +182,10 @@ def test_cluster_pictures_are_drawn_every_n_epochs(uninterrupted):
     out, _ = uninterrupted
     drawn = sorted(os.listdir(out / "clusters"))
     epochs = [e for e in range(LF2_TINY_EPOCHS) if e % LF2_TINY_VIS_EVERY == 0]
-    assert drawn == sorted([f"epoch{e:03d}_level{level}.jpg" for e in epochs for level in range(3)]
-                           + [f"epoch{e:03d}_sizes.png" for e in epochs])
+    assert drawn == sorted(
+        [f"epoch{e:03d}_level{level}.jpg" for e in epochs for level in range(3)]
+        + [f"epoch{e:03d}_sizes.png" for e in epochs]
+    )
 
 
 def test_clustering_scalars_reach_tensorboard_every_epoch(uninterrupted):
@@ -214,8 +227,21 @@ def test_eval_only_refuses_a_checkpoint_of_another_k(uninterrupted, tiny_duke_ro
     from conftest import run_train_net
 
     out, _ = uninterrupted
-    proc = run_train_net(["--config-file", LF2_TINY_CONFIG, "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                          "MODEL.LF2.NUM_PARTS", "3", "OUTPUT_DIR", str(tmp_path)], tiny_duke_root)
+    weights = str(out / "model_final.pth")
+    proc = run_train_net(
+        [
+            "--config-file",
+            LF2_TINY_CONFIG,
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            weights,
+            "MODEL.LF2.NUM_PARTS",
+            "3",
+            "OUTPUT_DIR",
+            str(tmp_path),
+        ],
+        tiny_duke_root,
+    )
     assert proc.returncode != 0
     assert "does not cover this model's eval path" in proc.stderr and "K=2 stripes" in proc.stderr
     assert not (tmp_path / "eval_results.json").exists()

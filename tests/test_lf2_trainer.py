@@ -1,17 +1,20 @@
 """LF2 adaptation end to end through tools/train_net.py on a tiny synthetic target (fast-reid's DukeMTMC class
 reads it): pseudo labels every epoch, EMA teacher, weights and losses move, exact resume, 2-process gloo."""
+
 import json
 import re
 
 import pytest
 import torch
-
-from conftest import LF2_TINY_CONFIG as CONFIG, LF2_TINY_EPOCHS as EPOCHS, run_train_net
+from conftest import LF2_TINY_CONFIG as CONFIG
+from conftest import LF2_TINY_EPOCHS as EPOCHS
+from conftest import run_train_net
 
 
 def train(out, root, *opts, flags=()):
-    proc = run_train_net(["--config-file", CONFIG, *flags, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", str(EPOCHS),
-                          *opts], root)
+    proc = run_train_net(
+        ["--config-file", CONFIG, *flags, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", str(EPOCHS), *opts], root
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -62,8 +65,10 @@ def test_losses_fall_and_last_epoch_is_reported(uninterrupted):
 def test_resume_reaches_the_same_result(uninterrupted, tiny_duke_root, tmp_path):
     out, _ = uninterrupted
     train(tmp_path, tiny_duke_root, "SOLVER.MAX_EPOCH", "1")
-    proc = run_train_net(["--config-file", CONFIG, "--resume", "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_EPOCH",
-                          str(EPOCHS)], tiny_duke_root)
+    proc = run_train_net(
+        ["--config-file", CONFIG, "--resume", "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_EPOCH", str(EPOCHS)],
+        tiny_duke_root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Starting training from epoch 1" in proc.stdout + proc.stderr
     full = json.loads((out / "summary.json").read_text())["last"]

@@ -1,4 +1,5 @@
 """Local-cue diagnostics: group membership re-planned from a generated domain, rank-1 confusions, pair rates."""
+
 import numpy as np
 import pytest
 

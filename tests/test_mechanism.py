@@ -1,10 +1,11 @@
 """The mechanism benchmark's pieces: a branch continues its state exactly, paired statistics, the paired table."""
+
 import json
 
 import pytest
 import torch
-
 from conftest import LF2_TINY_CONFIG, run_train_net
+
 from lf2_plugin.experiments import mechanism
 from lf2_plugin.experiments.paired import paired_difference
 
@@ -16,8 +17,10 @@ def test_a_branch_from_an_epoch_checkpoint_is_the_run_itself(uninterrupted, tiny
     mechanism.branch_checkpoint(str(out / "model_0000.pth"), str(tmp_path), 0)
     stored = torch.load(tmp_path / "model_0000.pth", weights_only=False)
     assert "optimizer" not in stored and (tmp_path / "last_checkpoint").read_text() == "model_0000.pth"
-    proc = run_train_net(["--config-file", LF2_TINY_CONFIG, "--resume", "OUTPUT_DIR", str(tmp_path),
-                          "SOLVER.MAX_EPOCH", "2"], tiny_duke_root)
+    proc = run_train_net(
+        ["--config-file", LF2_TINY_CONFIG, "--resume", "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_EPOCH", "2"],
+        tiny_duke_root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = torch.load(out / "model_0001.pth", weights_only=False)
     branch = torch.load(tmp_path / "model_final.pth", weights_only=False)
@@ -36,35 +39,43 @@ def test_branching_needs_a_reset_optimizer_and_a_constant_rate():
     from lf2_plugin.engine import build_config
 
     mechanism._check_branchable(build_config(LF2_TINY_CONFIG))
-    for opts in (["SOLVER.RESET_OPTIMIZER_EACH_EPOCH", False], ["SOLVER.WARMUP_ITERS", 10],
-                 ["SOLVER.STEPS", [1]]):
+    for opts in (["SOLVER.RESET_OPTIMIZER_EACH_EPOCH", False], ["SOLVER.WARMUP_ITERS", 10], ["SOLVER.STEPS", [1]]):
         with pytest.raises(ValueError, match="constant learning rate"):
             mechanism._check_branchable(build_config(LF2_TINY_CONFIG, opts))
 
 
 def test_paired_difference_mean_interval_and_count():
-    pair = paired_difference("x", "y", "mAP", [52.0, 50.0, 61.0], [54.0, 47.0, 53.0], ["s1", "s2", "s3"],
-                             unit_key="per_state")
+    pair = paired_difference(
+        "x", "y", "mAP", [52.0, 50.0, 61.0], [54.0, 47.0, 53.0], ["s1", "s2", "s3"], unit_key="per_state"
+    )
     assert pair["per_state"] == [-2.0, 3.0, 8.0] and pair["units"] == ["s1", "s2", "s3"]
     assert (pair["mean"], pair["std"], pair["n"], pair["better_in"]) == (3.0, 5.0, 3, "2/3")
-    half = 4.302653 * 5.0 / 3 ** 0.5  # t(0.975, 2 degrees of freedom) from a table
+    half = 4.302653 * 5.0 / 3**0.5  # t(0.975, 2 degrees of freedom) from a table
     assert pair["ci95"] == pytest.approx([3.0 - half, 3.0 + half], abs=0.01)
     with pytest.raises(ValueError, match="3 units"):
         paired_difference("x", "y", "mAP", [1.0], [2.0], ["s1", "s2", "s3"])
 
 
 def fake_result(map_, f1s):
-    return {"metrics": {"mAP": map_, "Rank-1": map_ + 10},
-            "labels": [{k: f1 for k in mechanism.LABEL_METRICS} for f1 in f1s],
-            "next_labels": [{k: f1 + 0.1 for k in mechanism.LABEL_METRICS} for f1 in f1s]}
+    return {
+        "metrics": {"mAP": map_, "Rank-1": map_ + 10},
+        "labels": [{k: f1 for k in mechanism.LABEL_METRICS} for f1 in f1s],
+        "next_labels": [{k: f1 + 0.1 for k in mechanism.LABEL_METRICS} for f1 in f1s],
+    }
 
 
 def test_paired_table_compares_only_the_levels_both_variants_have():
-    results = {f"seed{s}/epoch1": {"lf2": fake_result(50.0 + s, [0.4, 0.3, 0.5]),
-                                   "global_only_mt": fake_result(49.0 + s, [0.4]),
-                                   "lf2_no_fusion": fake_result(50.0 + s, [0.4, 0.35, 0.45])} for s in (1, 2)}
-    pairs = {(p["a"], p["metric"]): p for p in mechanism.paired_table(results, ["lf2", "global_only_mt",
-                                                                                "lf2_no_fusion"])}
+    results = {
+        f"seed{s}/epoch1": {
+            "lf2": fake_result(50.0 + s, [0.4, 0.3, 0.5]),
+            "global_only_mt": fake_result(49.0 + s, [0.4]),
+            "lf2_no_fusion": fake_result(50.0 + s, [0.4, 0.35, 0.45]),
+        }
+        for s in (1, 2)
+    }
+    pairs = {
+        (p["a"], p["metric"]): p for p in mechanism.paired_table(results, ["lf2", "global_only_mt", "lf2_no_fusion"])
+    }
     assert pairs[("global_only_mt", "mAP")]["per_state"] == [-1.0, -1.0]
     assert ("global_only_mt", "labels/0/pairwise_f1") in pairs
     assert ("global_only_mt", "labels/1/pairwise_f1") not in pairs  # one level only
@@ -87,8 +98,9 @@ def test_keep_final_weights_only(tmp_path):
     assert keep_final_weights_only(str(tmp_path)) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_final.pth"]
     kept = torch.load(tmp_path / "model_final.pth", weights_only=False)
-    assert set(kept) == {"model", "epoch"} and all(torch.equal(kept["model"][k], v) for k, v in
-                                                   model.state_dict().items())
+    assert set(kept) == {"model", "epoch"} and all(
+        torch.equal(kept["model"][k], v) for k, v in model.state_dict().items()
+    )
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
     (tmp_path / "model_final.pth").unlink()
     with pytest.raises(FileNotFoundError, match="no model_final.pth"):
@@ -99,8 +111,9 @@ def test_an_unfinished_step_is_resumed_a_finished_one_kept(tmp_path, monkeypatch
     from lf2_plugin.experiments import runs
 
     commands = []
-    monkeypatch.setattr(runs.subprocess, "run", lambda cmd, **kw: commands.append(cmd) or
-                        type("Done", (), {"returncode": 0})())
+    monkeypatch.setattr(
+        runs.subprocess, "run", lambda cmd, **kw: commands.append(cmd) or type("Done", (), {"returncode": 0})()
+    )
     fresh, unfinished, finished = (tmp_path / name for name in ("fresh", "unfinished", "finished"))
     unfinished.mkdir()
     (unfinished / "last_checkpoint").write_text("model_0003.pth")
@@ -116,12 +129,14 @@ def test_an_unfinished_step_is_resumed_a_finished_one_kept(tmp_path, monkeypatch
 def test_score_labels_against_the_true_ids_and_the_local_cue_groups():
     """True ids as labels: F1 1, no group-mates merged; one label for a group's two people: group-mates merged."""
     items = [(f"{pid:04d}_c1_{i}.jpg", pid, 1) for pid in (1, 2, 3) for i in range(2)]
-    target = mechanism.TargetTruth(items, [1, 1, 2, 2, 3, 3], [1, 1, 2, 2, 3, 3],
-                                   {1: ("train", 0, "upper"), 2: ("train", 0, "upper")})
-    perfect, = mechanism.score_labels(target, [[0, 0, 1, 1, 2, 2]])
+    target = mechanism.TargetTruth(
+        items, [1, 1, 2, 2, 3, 3], [1, 1, 2, 2, 3, 3], {1: ("train", 0, "upper"), 2: ("train", 0, "upper")}
+    )
+    (perfect,) = mechanism.score_labels(target, [[0, 0, 1, 1, 2, 2]])
     assert perfect["pairwise_f1"] == 1.0 and perfect["group_mates"] == 0.0 and perfect["unrelated"] == 0.0
-    merged, = mechanism.score_labels(target, [[0, 0, 0, 0, 2, 2]])
+    (merged,) = mechanism.score_labels(target, [[0, 0, 0, 0, 2, 2]])
     assert merged["group_mates"] == 1.0 and merged["unrelated"] == 0.0 and merged["pairwise_precision"] < 1
-    without_groups, = mechanism.score_labels(mechanism.TargetTruth(items, target.true_ids, None, None),
-                                             [[0, 0, 1, 1, 2, 2]])
+    (without_groups,) = mechanism.score_labels(
+        mechanism.TargetTruth(items, target.true_ids, None, None), [[0, 0, 1, 1, 2, 2]]
+    )
     assert "group_mates" not in without_groups

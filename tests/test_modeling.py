@@ -1,4 +1,5 @@
 """LF2 meta-architecture, head, Fusion Module, losses and source-weight loading (issue 4)."""
+
 import logging
 import math
 import sys
@@ -8,23 +9,48 @@ import torch
 import torch.nn.functional as F
 
 import lf2_plugin  # noqa: F401  (compat fixes + registration)
+from lf2_plugin.config import add_lf2_config
+from lf2_plugin.modeling import (
+    LF2,
+    FusionModule,
+    batch_hard_triplet_loss,
+    is_lf2_state_dict,
+    label_smooth_cross_entropy,
+    load_source_weights,
+)
+from lf2_plugin.modeling.backbones import torchreid_osnet
+from lf2_plugin.modeling.fusion import PooledMap
+
 from fastreid.config import get_cfg
 from fastreid.modeling import build_model
 from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
 from fastreid.utils.events import EventStorage
-from lf2_plugin.config import add_lf2_config
-from lf2_plugin.modeling import (LF2, FusionModule, batch_hard_triplet_loss, is_lf2_state_dict,
-                                 label_smooth_cross_entropy, load_source_weights)
-from lf2_plugin.modeling.backbones import torchreid_osnet
-from lf2_plugin.modeling.fusion import PooledMap
 
 BACKBONES = {
-    "resnet18": ["MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.BACKBONE.DEPTH", "18x",
-                 "MODEL.BACKBONE.FEAT_DIM", 512],
-    "osnet": ["MODEL.BACKBONE.NAME", "build_osnet_backbone", "MODEL.BACKBONE.DEPTH", "x0_25",
-              "MODEL.BACKBONE.FEAT_DIM", 128],
-    "torchreid_osnet_ain": ["MODEL.BACKBONE.NAME", "build_torchreid_osnet_ain_backbone",
-                            "MODEL.BACKBONE.DEPTH", "x0_25", "MODEL.BACKBONE.FEAT_DIM", 128],
+    "resnet18": [
+        "MODEL.BACKBONE.NAME",
+        "build_resnet_backbone",
+        "MODEL.BACKBONE.DEPTH",
+        "18x",
+        "MODEL.BACKBONE.FEAT_DIM",
+        512,
+    ],
+    "osnet": [
+        "MODEL.BACKBONE.NAME",
+        "build_osnet_backbone",
+        "MODEL.BACKBONE.DEPTH",
+        "x0_25",
+        "MODEL.BACKBONE.FEAT_DIM",
+        128,
+    ],
+    "torchreid_osnet_ain": [
+        "MODEL.BACKBONE.NAME",
+        "build_torchreid_osnet_ain_backbone",
+        "MODEL.BACKBONE.DEPTH",
+        "x0_25",
+        "MODEL.BACKBONE.FEAT_DIM",
+        128,
+    ],
 }
 BATCH = 8  # 4 identities x 2 images
 
@@ -40,12 +66,30 @@ def one_torch_thread():
 
 def make_cfg(num_parts=2, backbone="resnet18", meta="LF2", extra=()):
     cfg = add_lf2_config(get_cfg())
-    cfg.merge_from_list([
-        "MODEL.DEVICE", "cpu", "MODEL.META_ARCHITECTURE", meta, "MODEL.HEADS.NAME", "LF2Head",
-        "MODEL.HEADS.NUM_CLASSES", 4, "MODEL.BACKBONE.PRETRAIN", False, "MODEL.LF2.NUM_PARTS", num_parts,
-        "MODEL.LOSSES.CE.EPSILON", 0.1, "MODEL.LOSSES.TRI.MARGIN", 0.0, "MODEL.LOSSES.TRI.HARD_MINING", True,
-        *BACKBONES[backbone], *extra,
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.META_ARCHITECTURE",
+            meta,
+            "MODEL.HEADS.NAME",
+            "LF2Head",
+            "MODEL.HEADS.NUM_CLASSES",
+            4,
+            "MODEL.BACKBONE.PRETRAIN",
+            False,
+            "MODEL.LF2.NUM_PARTS",
+            num_parts,
+            "MODEL.LOSSES.CE.EPSILON",
+            0.1,
+            "MODEL.LOSSES.TRI.MARGIN",
+            0.0,
+            "MODEL.LOSSES.TRI.HARD_MINING",
+            True,
+            *BACKBONES[backbone],
+            *extra,
+        ]
+    )
     return cfg
 
 
@@ -109,8 +153,7 @@ def test_num_parts_zero_is_a_global_only_mean_teacher():
     model = make_model(num_parts=0)
     batch = make_batch(1)
     assert set(model(batch)) == {"loss_cls", "loss_triplet"}
-    assert set(model([{"images": batch["images"], "targets": batch["targets"][:, 0]}])) == {"loss_cls",
-                                                                                          "loss_triplet"}
+    assert set(model([{"images": batch["images"], "targets": batch["targets"][:, 0]}])) == {"loss_cls", "loss_triplet"}
     assert len(model.clustering_features(batch)) == 1
     model.eval()
     assert model(batch).shape == (BATCH, 512)
@@ -134,8 +177,11 @@ def test_list_of_level_batches_equals_one_batch_with_all_levels():
 def test_official_setting_trains_neither_teacher_nor_fusion_nor_attention():
     model = make_model(num_parts=2)
     sum(model(make_batch(3)).values()).backward()
-    expected = {n for n, p in model.named_parameters() if p.requires_grad and n.startswith(("backbone.", "heads."))
-                and not n.startswith("heads.attentions.")}
+    expected = {
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and n.startswith(("backbone.", "heads.")) and not n.startswith("heads.attentions.")
+    }
     assert grad_names(model) == expected
     assert "heads.weight" in expected and "heads.experts.1.fc.weight" in expected
     assert not any(p.requires_grad for p in model.teacher.parameters())
@@ -206,10 +252,10 @@ def test_total_loss_is_ce_plus_triplet_plus_gamma_times_part_triplets():
     parts = sum(batch_hard_triplet_loss(student["parts"][j], targets[:, j + 1]) for j in range(2))
     torch.testing.assert_close(results[1.0]["loss_part_triplet"], parts)
     torch.testing.assert_close(results[0.5]["loss_part_triplet"], 0.5 * parts)
-    torch.testing.assert_close(results[1.0]["loss_cls"],
-                               label_smooth_cross_entropy(student["logits"], targets[:, 0], 0.1))
-    torch.testing.assert_close(results[1.0]["loss_triplet"],
-                               batch_hard_triplet_loss(student["global"], targets[:, 0]))
+    torch.testing.assert_close(
+        results[1.0]["loss_cls"], label_smooth_cross_entropy(student["logits"], targets[:, 0], 0.1)
+    )
+    torch.testing.assert_close(results[1.0]["loss_triplet"], batch_hard_triplet_loss(student["global"], targets[:, 0]))
 
 
 def test_accuracy_is_logged_with_an_event_storage_and_optional_without():
@@ -262,7 +308,7 @@ def test_without_fusion_module_levels_are_the_teachers_pooled_stripes():
     with torch.no_grad():
         teacher_map = model.teacher.backbone(model.preprocess_image(batch))
     features = model.clustering_features(batch)
-    lower = teacher_map[:, :, teacher_map.size(2) // 2:]
+    lower = teacher_map[:, :, teacher_map.size(2) // 2 :]
     torch.testing.assert_close(features[2], lower.mean(dim=(2, 3)) + lower.amax(dim=(2, 3)))
 
 
@@ -313,8 +359,9 @@ def test_teacher_bn_ema_policy_averages_buffers_and_keeps_teacher_in_eval():
     model(make_batch(2))
     assert torch.equal(teacher_mean, model.teacher.backbone.bn1.running_mean)
     model.ema_update(1)  # m = 0.5
-    torch.testing.assert_close(model.teacher.backbone.bn1.running_mean,
-                               0.5 * teacher_mean + 0.5 * model.backbone.bn1.running_mean)
+    torch.testing.assert_close(
+        model.teacher.backbone.bn1.running_mean, 0.5 * teacher_mean + 0.5 * model.backbone.bn1.running_mean
+    )
     assert model.teacher.backbone.bn1.num_batches_tracked == model.backbone.bn1.num_batches_tracked
 
 
@@ -364,9 +411,19 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(fusion_weight):
 # source stage
 # ------------------------------------------------------------------------------------------------------------
 def make_source_model():
-    cfg = make_cfg(meta="LF2SourceBaseline", extra=[
-        "MODEL.HEADS.NAME", "EmbeddingHead", "MODEL.HEADS.WITH_BNNECK", True, "MODEL.HEADS.NUM_CLASSES", 9,
-        "MODEL.LOSSES.NAME", ("CrossEntropyLoss", "TripletLoss")])
+    cfg = make_cfg(
+        meta="LF2SourceBaseline",
+        extra=[
+            "MODEL.HEADS.NAME",
+            "EmbeddingHead",
+            "MODEL.HEADS.WITH_BNNECK",
+            True,
+            "MODEL.HEADS.NUM_CLASSES",
+            9,
+            "MODEL.LOSSES.NAME",
+            ("CrossEntropyLoss", "TripletLoss"),
+        ],
+    )
     torch.manual_seed(5)
     model = build_model(cfg)
     with torch.no_grad():
@@ -383,8 +440,9 @@ def test_source_baseline_uses_official_losses_and_keeps_inputs():
     assert torch.equal(batch["images"], images)
     features = model.backbone(model.preprocess_image(batch))
     outputs = model.heads(features, batch["targets"])
-    torch.testing.assert_close(losses["loss_cls"],
-                               label_smooth_cross_entropy(outputs["cls_outputs"], batch["targets"], 0.1))
+    torch.testing.assert_close(
+        losses["loss_cls"], label_smooth_cross_entropy(outputs["cls_outputs"], batch["targets"], 0.1)
+    )
     torch.testing.assert_close(losses["loss_triplet"], batch_hard_triplet_loss(outputs["features"], batch["targets"]))
 
 
@@ -406,8 +464,9 @@ def test_source_checkpoint_fills_student_and_teacher_backbones(caplog):
 
     load_source_weights(model, source, bnneck_to_global_bn=True)
     for prefix in ("", "teacher."):
-        assert torch.equal(model.state_dict()[prefix + "heads.bn_global.norm.running_mean"],
-                           source["heads.bottleneck.0.running_mean"])
+        assert torch.equal(
+            model.state_dict()[prefix + "heads.bn_global.norm.running_mean"], source["heads.bottleneck.0.running_mean"]
+        )
 
 
 def test_source_checkpoint_must_fill_the_backbone():

@@ -5,14 +5,17 @@ The official code runs from its own files through :mod:`lf2_plugin.parity.offici
 :mod:`lf2_plugin.parity.cases` returns one row per compared quantity, and a test fails listing the rows outside
 their tolerance. ``tools/compare_official.py --official DIR`` prints the same rows as a table.
 """
+
 import os
 
 import pytest
 import torch
 
 OFFICIAL_DIR = os.environ.get("LF2_OFFICIAL_DIR", "")
-SKIP_REASON = ("LF2_OFFICIAL_DIR is not set: the official-parity cases need a checkout of "
-               "github.com/DJEddyking/LF2 (commit 9d2e615) outside this repository")
+SKIP_REASON = (
+    "LF2_OFFICIAL_DIR is not set: the official-parity cases need a checkout of "
+    "github.com/DJEddyking/LF2 (commit 9d2e615) outside this repository"
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,8 @@ def test_checkout_is_the_pinned_commit(official):
     from lf2_plugin.parity.official import OFFICIAL_COMMIT
 
     assert official.commit in (OFFICIAL_COMMIT, "unknown"), (
-        f"{official.root} is at {official.commit}; the parity cases are written for {OFFICIAL_COMMIT}")
+        f"{official.root} is at {official.commit}; the parity cases are written for {OFFICIAL_COMMIT}"
+    )
 
 
 @pytest.mark.parametrize("start_step", [0, 2000])

@@ -1,6 +1,7 @@
 """Failure behaviour (docs/RELIABILITY.md): every bad input stops the run with a message that says what to fix,
 and no interruption loses finished work. One test per row of the table, driving tools/train_net.py (in a
 subprocess, or its cli() in-process where only the raised error matters) on the tiny synthetic sets."""
+
 import hashlib
 import json
 import os
@@ -13,7 +14,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import LF2_TINY_CONFIG, LF2_TINY_EPOCHS, ROOT, TRAIN_NET, load_train_net, run_train_net
 
 BASELINE_CONFIG = os.path.join(ROOT, "tests", "configs", "baseline_tiny.yml")
@@ -51,8 +51,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def lf2_args(out, *opts):
-    return ["--config-file", LF2_TINY_CONFIG, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", str(LF2_TINY_EPOCHS),
-            *opts]
+    return ["--config-file", LF2_TINY_CONFIG, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", str(LF2_TINY_EPOCHS), *opts]
 
 
 def run_with_fault(fault, args, root):
@@ -112,12 +111,14 @@ def test_missing_dataset_folder_stops_before_any_model(tmp_path):
     assert "Model:" not in output(proc), "a model was built before the dataset check"
 
 
-@pytest.mark.parametrize("name, layout", [("Market1501", "Market-1501-v15.09.15/"), ("DukeMTMC", "DukeMTMC-reID/"),
-                                          ("MSMT17", "MSMT17_V1/")])
+@pytest.mark.parametrize(
+    "name, layout", [("Market1501", "Market-1501-v15.09.15/"), ("DukeMTMC", "DukeMTMC-reID/"), ("MSMT17", "MSMT17_V1/")]
+)
 def test_wrong_layout_names_the_class_and_expected_path(name, layout, tmp_path, monkeypatch):
-    import fastreid.data.build as data_build
     from lf2_plugin.data.validation import DatasetError, validate_datasets
     from lf2_plugin.engine import build_config
+
+    import fastreid.data.build as data_build
 
     # the images one level too deep: the most common wrong layout
     (tmp_path / "data" / "data" / layout.rstrip("/") / "bounding_box_train").mkdir(parents=True)
@@ -158,7 +159,7 @@ def break_images(root):
     """Cut one train image in half (its header stays valid: PIL's verify() passes it) and overwrite one gallery
     image with text; returns their paths."""
     truncated = sorted(train_dir(root).iterdir())[3]
-    truncated.write_bytes(truncated.read_bytes()[:truncated.stat().st_size // 2])
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     garbage = sorted((root / "DukeMTMC-reID" / "bounding_box_test").iterdir())[0]
     garbage.write_text("not a jpeg")
     return str(truncated), str(garbage)
@@ -176,11 +177,12 @@ def test_unreadable_image_is_named(cli_with_root, duke_copy, tmp_path):
 
 
 def test_unreadable_images_can_be_skipped(duke_copy, tmp_path, monkeypatch, caplog):
-    import fastreid.data.build as data_build
-    from fastreid.data.common import CommDataset
     from lf2_plugin.data.validation import validate_datasets
     from lf2_plugin.engine import build_config
     from lf2_plugin.engine.trainer import LF2Trainer
+
+    import fastreid.data.build as data_build
+    from fastreid.data.common import CommDataset
 
     truncated, garbage = break_images(duke_copy)
     monkeypatch.setattr(data_build, "_root", str(duke_copy))
@@ -215,11 +217,14 @@ def test_train_set_smaller_than_one_batch(empty_train, batch, expected, cli_with
 # ---- MODEL.WEIGHTS missing, unreadable or from another architecture ---------------------------------------------
 def resnet50_baseline_checkpoint(path):
     """A Baseline checkpoint with a ResNet-50 (bottleneck blocks): the tiny configs use ResNet-18."""
-    from fastreid.modeling import build_model
     from lf2_plugin.engine import build_config
 
-    cfg = build_config(BASELINE_CONFIG, ["MODEL.BACKBONE.DEPTH", "50x", "MODEL.BACKBONE.FEAT_DIM", "2048",
-                                         "MODEL.HEADS.NUM_CLASSES", "24"])
+    from fastreid.modeling import build_model
+
+    cfg = build_config(
+        BASELINE_CONFIG,
+        ["MODEL.BACKBONE.DEPTH", "50x", "MODEL.BACKBONE.FEAT_DIM", "2048", "MODEL.HEADS.NUM_CLASSES", "24"],
+    )
     torch.save({"model": build_model(cfg).state_dict()}, path)
     return str(path)
 
@@ -249,30 +254,57 @@ def test_source_weights_of_another_backbone_into_lf2(cli_with_root, tiny_duke_ro
 
 def test_eval_only_weights_of_another_backbone(cli_with_root, tiny_market_root, tmp_path):
     weights = resnet50_baseline_checkpoint(tmp_path / "resnet50.pth")
-    with pytest.raises(RuntimeError, match=f"{weights} does not cover this model's eval path: 0 of .* tensors "
-                                           r"missing, [1-9]\d* of another shape .* feature width 2048; the config "
-                                           "builds Baseline on build_resnet_backbone depth 18x"):
-        cli_with_root(tiny_market_root, ["--config-file", BASELINE_CONFIG, "--eval-only", "MODEL.WEIGHTS", weights,
-                                         "OUTPUT_DIR", str(tmp_path / "out"), "MODEL.HEADS.NUM_CLASSES", "24"])
+    with pytest.raises(
+        RuntimeError,
+        match=f"{weights} does not cover this model's eval path: 0 of .* tensors "
+        r"missing, [1-9]\d* of another shape .* feature width 2048; the config "
+        "builds Baseline on build_resnet_backbone depth 18x",
+    ):
+        cli_with_root(
+            tiny_market_root,
+            [
+                "--config-file",
+                BASELINE_CONFIG,
+                "--eval-only",
+                "MODEL.WEIGHTS",
+                weights,
+                "OUTPUT_DIR",
+                str(tmp_path / "out"),
+                "MODEL.HEADS.NUM_CLASSES",
+                "24",
+            ],
+        )
 
 
 # ---- unknown or mistyped config key -----------------------------------------------------------------------------
 def test_unknown_config_keys_name_the_closest_valid_key(cli_with_root, tiny_duke_root, tmp_path):
     from lf2_plugin.engine.defaults import UnknownConfigKeyError
 
-    with pytest.raises(UnknownConfigKeyError, match="unknown config key MODEL.LF2.NUM_PART in the command-line "
-                                                    r"override; did you mean MODEL.LF2.NUM_PARTS\?"):
+    with pytest.raises(
+        UnknownConfigKeyError,
+        match="unknown config key MODEL.LF2.NUM_PART in the command-line "
+        r"override; did you mean MODEL.LF2.NUM_PARTS\?",
+    ):
         cli_with_root(tiny_duke_root, lf2_args(tmp_path / "out", "MODEL.LF2.NUM_PART", "3"))
     config = tmp_path / "typo.yml"
     config.write_text(f"_BASE_: {LF2_TINY_CONFIG}\nSOLVER:\n  BASE_LRR: 0.1\n")
-    with pytest.raises(UnknownConfigKeyError, match=f"SOLVER.BASE_LRR in the config file {config}; did you mean "
-                                                    r"SOLVER.BASE_LR\?"):
+    with pytest.raises(
+        UnknownConfigKeyError,
+        match=f"SOLVER.BASE_LRR in the config file {config}; did you mean "
+        r"SOLVER.BASE_LR\?",
+    ):
         cli_with_root(tiny_duke_root, ["--config-file", str(config), "OUTPUT_DIR", str(tmp_path / "out")])
 
 
 # ---- clustering without usable labels, SIGTERM, then NaN / inf loss on resume: one short run feeds all three ----
-ALL_OUTLIERS = ("MODEL.LF2.CLUSTER.ALGORITHM", "dbscan", "MODEL.LF2.CLUSTER.DBSCAN.EPS", "0.01",
-                "MODEL.LF2.CLUSTER.DBSCAN.MIN_SAMPLES", "60")  # no point has 60 neighbours that close
+ALL_OUTLIERS = (
+    "MODEL.LF2.CLUSTER.ALGORITHM",
+    "dbscan",
+    "MODEL.LF2.CLUSTER.DBSCAN.EPS",
+    "0.01",
+    "MODEL.LF2.CLUSTER.DBSCAN.MIN_SAMPLES",
+    "60",
+)  # no point has 60 neighbours that close
 
 
 @pytest.fixture(scope="module")
@@ -313,14 +345,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(stopped_run, tiny_d
     shutil.copytree(stopped_run[0], out)
     before = {p.name: digest(p) for p in out.glob("*.pth")}
     # resume from the SIGTERM checkpoint with an infinite part-triplet weight: the loss is inf at once
-    proc = run_train_net(["--resume", *lf2_args(out, *ALL_OUTLIERS, "MODEL.LF2.PART_TRIPLET_WEIGHT", "1e999")],
-                         tiny_duke_root)
+    proc = run_train_net(
+        ["--resume", *lf2_args(out, *ALL_OUTLIERS, "MODEL.LF2.PART_TRIPLET_WEIGHT", "1e999")], tiny_duke_root
+    )
     assert proc.returncode == 1
     log = output(proc)
     assert "Resuming from a checkpoint written mid-epoch (stopped by SIGTERM at iteration 1)" in log
     assert "Starting training from epoch 0" in log
-    assert re.search(r"FloatingPointError: Loss became infinite or NaN at iteration 0 \(epoch 0\): "
-                     r"loss_cls=[\d.]+, loss_triplet=[\d.]+, loss_part_triplet=(inf|nan)\.", proc.stderr)
+    assert re.search(
+        r"FloatingPointError: Loss became infinite or NaN at iteration 0 \(epoch 0\): "
+        r"loss_cls=[\d.]+, loss_triplet=[\d.]+, loss_part_triplet=(inf|nan)\.",
+        proc.stderr,
+    )
     assert f"Training stopped; the last checkpoint, {out}/model_interrupted.pth, is intact" in proc.stderr
     assert {p.name: digest(p) for p in out.glob("*.pth")} == before
     assert last_checkpoint(out) == "model_interrupted.pth"
@@ -357,9 +393,24 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(uninterrupted, tiny_d
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_market_root, tmp_path):
     env = dict(os.environ, FASTREID_DATASETS=tiny_market_root)
     log = tmp_path / "log.txt"
-    with subprocess.Popen([sys.executable, TRAIN_NET, "--config-file", BASELINE_CONFIG, "OUTPUT_DIR", str(tmp_path),
-                           "SOLVER.MAX_EPOCH", "100", "TEST.EVAL_PERIOD", "100"], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        [
+            sys.executable,
+            TRAIN_NET,
+            "--config-file",
+            BASELINE_CONFIG,
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "SOLVER.MAX_EPOCH",
+            "100",
+            "TEST.EVAL_PERIOD",
+            "100",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         deadline = time.monotonic() + 300
         while not (log.exists() and "SIGINT (Ctrl-C) / SIGTERM now stop training" in log.read_text()):
             assert process.poll() is None and time.monotonic() < deadline, "training did not start"
@@ -377,12 +428,13 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_market_root, tmp_path):
 
 
 # ---- SOLVER.CHECKPOINT_KEEP ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("keep, periodic_left", [(2, ["model_0003.pth", "model_0004.pth"]),
-                                                 (0, [f"model_{e:04d}.pth" for e in range(5)])])
+@pytest.mark.parametrize(
+    "keep, periodic_left", [(2, ["model_0003.pth", "model_0004.pth"]), (0, [f"model_{e:04d}.pth" for e in range(5)])]
+)
 def test_checkpoint_keep_removes_old_periodic_checkpoints_only(keep, periodic_left, tmp_path):
-    from fastreid.utils.checkpoint import PeriodicCheckpointer
-
     from lf2_plugin.engine.trainer import AtomicCheckpointer
+
+    from fastreid.utils.checkpoint import PeriodicCheckpointer
 
     checkpointer = AtomicCheckpointer(torch.nn.Linear(2, 2), str(tmp_path), keep_last=keep)
     periodic = PeriodicCheckpointer(checkpointer, period=1, max_epoch=6)  # fast-reid's order: best, periodic, final
@@ -392,4 +444,3 @@ def test_checkpoint_keep_removes_old_periodic_checkpoints_only(keep, periodic_le
     assert left == sorted(periodic_left + ["model_best.pth", "model_final.pth"])
     assert load(tmp_path / "model_best.pth")["epoch"] == 1
     assert last_checkpoint(tmp_path) == "model_final.pth"
-

@@ -2,6 +2,7 @@
 
 Index-for-index equality with the official sampler is tests/test_official_parity.py's sampler case.
 """
+
 import itertools
 from collections import Counter
 
@@ -31,7 +32,7 @@ def test_a_pass_follows_the_official_rule():
     while position < len(stream):  # a group = an anchor and its companions, all of one identity
         pid = data[stream[position]][1]
         size = 1 if pid == 2 else 4
-        groups.append(stream[position:position + size])
+        groups.append(stream[position : position + size])
         position += size
     assert sorted(data[g[0]][1] for g in groups) == list(range(13))
     for group in groups:
@@ -57,7 +58,7 @@ def test_passes_are_cut_into_full_batches_and_the_remainder_dropped():
     sampler = RandomMultipleGallerySampler(data, 16, 4, seed=5)
     generators = sampler_generators(5)
     passes = [sampler.one_pass(*generators) for _ in range(3)]
-    expected = list(itertools.chain.from_iterable(p[:len(p) // 16 * 16] for p in passes))
+    expected = list(itertools.chain.from_iterable(p[: len(p) // 16 * 16] for p in passes))
     assert len(expected) == 3 * 48
     assert take(sampler, len(expected)) == expected
 
@@ -70,7 +71,7 @@ def test_ranks_take_contiguous_slices_of_the_same_batches(monkeypatch):
     for rank in (0, 1):
         monkeypatch.setattr(samplers.comm, "get_rank", lambda rank=rank: rank)
         shards.append(take(RandomMultipleGallerySampler(data, 8, 4, seed=7), 48))
-    rebuilt = list(itertools.chain.from_iterable(shards[0][i:i + 8] + shards[1][i:i + 8] for i in range(0, 48, 8)))
+    rebuilt = list(itertools.chain.from_iterable(shards[0][i : i + 8] + shards[1][i : i + 8] for i in range(0, 48, 8)))
     assert rebuilt == whole
 
 
@@ -97,14 +98,16 @@ def test_pseudo_label_loaders_use_it_from_the_config(tmp_path):
     from lf2_plugin.data.pseudo_labels import build_pseudo_label_loaders
     from lf2_plugin.engine import build_config
 
-    cfg = build_config(os.path.join(ROOT, "configs", "Base-LF2.yml"), [
-        "SOLVER.IMS_PER_BATCH", 16, "DATALOADER.NUM_WORKERS", 0, "INPUT.SIZE_TRAIN", [32, 16]])
+    cfg = build_config(
+        os.path.join(ROOT, "configs", "Base-LF2.yml"),
+        ["SOLVER.IMS_PER_BATCH", 16, "DATALOADER.NUM_WORKERS", 0, "INPUT.SIZE_TRAIN", [32, 16]],
+    )
     assert cfg.DATALOADER.SAMPLER_TRAIN == "RandomMultipleGallerySampler"
     data = items()
     for path, _, _ in data:
         Image.new("RGB", (16, 32), (10, 20, 30)).save(tmp_path / f"{path}.jpg")
     data = [(str(tmp_path / f"{path}.jpg"), pid, cam) for path, pid, cam in data]
-    loader, = build_pseudo_label_loaders(cfg, data, [[pid for _, pid, _ in data]])
+    (loader,) = build_pseudo_label_loaders(cfg, data, [[pid for _, pid, _ in data]])
     assert isinstance(loader.batch_sampler.sampler, RandomMultipleGallerySampler)
     batch = next(iter(loader))
     assert batch["images"].shape[0] == 16
@@ -116,15 +119,26 @@ def test_source_trainer_builds_it_for_the_source_stage(tiny_market_root, monkeyp
     import os
 
     from conftest import ROOT
-    from fastreid.data import build as fastreid_build
 
     from lf2_plugin.engine import build_config
     from lf2_plugin.engine.source import SourceTrainer
 
+    from fastreid.data import build as fastreid_build
+
     monkeypatch.setattr(fastreid_build, "_root", tiny_market_root)
-    cfg = build_config(os.path.join(ROOT, "configs", "Base-LF2-source.yml"), [
-        "DATASETS.NAMES", ("Market1501",), "SOLVER.IMS_PER_BATCH", 16, "DATALOADER.NUM_WORKERS", 0,
-        "INPUT.SIZE_TRAIN", [32, 16]])
+    cfg = build_config(
+        os.path.join(ROOT, "configs", "Base-LF2-source.yml"),
+        [
+            "DATASETS.NAMES",
+            ("Market1501",),
+            "SOLVER.IMS_PER_BATCH",
+            16,
+            "DATALOADER.NUM_WORKERS",
+            0,
+            "INPUT.SIZE_TRAIN",
+            [32, 16],
+        ],
+    )
     loader = SourceTrainer.build_train_loader(cfg)
     sampler = loader.batch_sampler.sampler
     assert isinstance(sampler, RandomMultipleGallerySampler) and len(sampler.pids) == 12  # the train half

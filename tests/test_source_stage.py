@@ -1,23 +1,26 @@
 """Source stage: the target-BN adaptation hook moves BN statistics only, and train_net selects it from config."""
+
 import copy
 import os
 import types
 
 import torch
-
+from compat_checks import RESNET18_CPU_OPTS
 from conftest import ROOT
 
 
 def test_target_batches_adapt_bn_statistics_without_touching_weights():
     """Each training forward is followed by a target forward (BN statistics only); eval forwards are not, and
     after training the model forwards alone again."""
-    from fastreid.modeling import build_model
     from lf2_plugin.engine import build_config
     from lf2_plugin.engine.source import TargetBNAdaptationHook
 
-    cfg = build_config(os.path.join(ROOT, "configs", "Base-LF2-source.yml"), [
-        "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.BACKBONE.DEPTH", "18x",
-        "MODEL.BACKBONE.FEAT_DIM", "512", "MODEL.BACKBONE.PRETRAIN", "False", "MODEL.HEADS.NUM_CLASSES", "5"])
+    from fastreid.modeling import build_model
+
+    cfg = build_config(
+        os.path.join(ROOT, "configs", "Base-LF2-source.yml"),
+        [*RESNET18_CPU_OPTS, "MODEL.HEADS.NUM_CLASSES", "5"],
+    )
     model = build_model(cfg).train()
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
     bn_mean = model.backbone.bn1.running_mean.clone()
@@ -44,16 +47,25 @@ def test_target_batches_adapt_bn_statistics_without_touching_weights():
 
 
 def test_trainer_selection_follows_the_config():
-    from fastreid.engine import DefaultTrainer
     from lf2_plugin.engine import build_config, trainer_class_for
     from lf2_plugin.engine.source import SourceTrainer
     from lf2_plugin.engine.trainer import LF2Trainer
 
+    from fastreid.engine import DefaultTrainer
+
     assert trainer_class_for(build_config(os.path.join(ROOT, "configs", "Base-LF2.yml"))) is LF2Trainer
     source = os.path.join(ROOT, "configs", "Base-LF2-source.yml")
     assert trainer_class_for(build_config(source)) is SourceTrainer  # official epoch length and warm-up
-    plain = ["MODEL.META_ARCHITECTURE", "Baseline", "SOLVER.ITERS_PER_EPOCH", 0, "SOLVER.WARMUP_PER_EPOCH", False,
-             "DATALOADER.SAMPLER_TRAIN", "BalancedIdentitySampler"]
+    plain = [
+        "MODEL.META_ARCHITECTURE",
+        "Baseline",
+        "SOLVER.ITERS_PER_EPOCH",
+        0,
+        "SOLVER.WARMUP_PER_EPOCH",
+        False,
+        "DATALOADER.SAMPLER_TRAIN",
+        "BalancedIdentitySampler",
+    ]
     assert trainer_class_for(build_config(source, plain)) is DefaultTrainer
     official_sampler = [*plain, "DATALOADER.SAMPLER_TRAIN", "RandomMultipleGallerySampler"]
     assert trainer_class_for(build_config(source, official_sampler)) is SourceTrainer  # fast-reid cannot build it
@@ -85,11 +97,11 @@ def test_source_schedule_is_the_official_per_epoch_staircase():
 def test_source_eval_feature_is_the_normalised_bnneck_feature():
     """MODEL.LF2.EVAL_NORMALIZE: LF2SourceBaseline's eval output is the BNNeck feature, L2-normalised per view as
     the official source model's; off, it is fast-reid's raw BNNeck feature."""
-    from fastreid.modeling import build_model
     from lf2_plugin.engine import build_config
 
-    opts = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.BACKBONE.DEPTH", "18x",
-            "MODEL.BACKBONE.FEAT_DIM", "512", "MODEL.BACKBONE.PRETRAIN", "False", "MODEL.HEADS.NUM_CLASSES", "5"]
+    from fastreid.modeling import build_model
+
+    opts = [*RESNET18_CPU_OPTS, "MODEL.HEADS.NUM_CLASSES", "5"]
     source = os.path.join(ROOT, "configs", "Base-LF2-source.yml")
     torch.manual_seed(0)
     normalised = build_model(build_config(source, opts)).eval()
@@ -106,13 +118,15 @@ def test_source_eval_feature_is_the_normalised_bnneck_feature():
 def test_model_best_follows_test_best_metric():
     """TEST.BEST_METRIC mAP (official): model_best is the epoch of the best mAP, not of fast-reid's
     (mAP + Rank-1)/2 "metric"."""
-    from fastreid.utils.events import EventStorage
     from lf2_plugin.engine.hooks import BestMetricCheckpointer
+
+    from fastreid.utils.events import EventStorage
 
     saved = []
     checkpointer = types.SimpleNamespace(save=lambda name, **state: saved.append((name, state["epoch"])))
-    trainer = types.SimpleNamespace(max_epoch=3, cfg=types.SimpleNamespace(DATASETS=types.SimpleNamespace(
-        TESTS=("SynthMarket",))))
+    trainer = types.SimpleNamespace(
+        max_epoch=3, cfg=types.SimpleNamespace(DATASETS=types.SimpleNamespace(TESTS=("SynthMarket",)))
+    )
     results = [{"mAP": 50.0, "metric": 60.0}, {"mAP": 55.0, "metric": 58.0}, {"mAP": 52.0, "metric": 59.0}]
     for metric, best_epoch in (("mAP", 1), ("metric", 0)):
         saved.clear()
@@ -129,11 +143,13 @@ def test_model_best_follows_test_best_metric():
 
 def test_source_classifier_starts_as_the_official_one():
     """LF2SourceBaseline's classifier starts from N(0, 0.001²) (official resnet_source.py), not fast-reid's 0.01."""
-    from fastreid.modeling import build_model
     from lf2_plugin.engine import build_config
 
-    cfg = build_config(os.path.join(ROOT, "configs", "Base-LF2-source.yml"), [
-        "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.BACKBONE.DEPTH", "18x",
-        "MODEL.BACKBONE.FEAT_DIM", "512", "MODEL.BACKBONE.PRETRAIN", "False", "MODEL.HEADS.NUM_CLASSES", "200"])
+    from fastreid.modeling import build_model
+
+    cfg = build_config(
+        os.path.join(ROOT, "configs", "Base-LF2-source.yml"),
+        [*RESNET18_CPU_OPTS, "MODEL.HEADS.NUM_CLASSES", "200"],
+    )
     std = build_model(cfg).heads.weight.std().item()
     assert 0.0009 < std < 0.0011, std

@@ -1,4 +1,5 @@
 """MODEL.BN_SPLITS reproduces DataParallel's per-replica BN: each chunk normalised alone, stats from chunk 0."""
+
 import copy
 
 import torch

@@ -1,4 +1,5 @@
 """tools/sweep_clustering.py: scores of known clusterings, camera-mean removal, BN re-estimation, bad input."""
+
 import json
 import os
 import subprocess
@@ -7,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import LF2_TINY_CONFIG, ROOT
+
 from lf2_plugin.clustering.camera import camera_centered
 from lf2_plugin.clustering.sweep import check_grid, reestimate_bn_statistics, sweep_features
 from lf2_plugin.engine import build_config
@@ -45,8 +46,16 @@ def cluster_cfg(**overrides):
 
 def test_known_clusterings_score_as_computed_by_hand():
     features, ids, cams = camera_dominated_features()
-    rows = sweep_features(features, ids, cams, cluster_cfg(), kmeans_k=[2, 3], dbscan_eps=[0.5],
-                          dbscan_min_samples=[3], camera_norm=[False, True])
+    rows = sweep_features(
+        features,
+        ids,
+        cams,
+        cluster_cfg(),
+        kmeans_k=[2, 3],
+        dbscan_eps=[0.5],
+        dbscan_min_samples=[3],
+        camera_norm=[False, True],
+    )
     by = {(r["features"], r["clustering"]): r for r in rows}
     # raw, k = 2: the two cameras. Pairs in a cluster 2 C(12,2) = 132, of one identity 3 C(8,2) = 84, both
     # 2 cams x 3 ids x C(4,2) = 36: P = 36/132, R = 36/84, F1 = 1/3.
@@ -69,13 +78,16 @@ def test_camera_normalisation_removes_each_cameras_mean():
     assert np.abs(normalised[:, 5]).max() < 0.05  # the camera axis is gone
 
 
-@pytest.mark.parametrize("grid, message", [
-    (([], [], [4]), "nothing to sweep"),
-    (([], [1.2], [4]), r"must lie in \(0, 1\), got \[1.2\]"),
-    (([], [0.0], [4]), r"must lie in \(0, 1\), got \[0.0\]"),
-    (([1], [], [4]), r"k must be >= 2, got \[1\]"),
-    (([], [0.5], [0]), "min-samples must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        (([], [], [4]), "nothing to sweep"),
+        (([], [1.2], [4]), r"must lie in \(0, 1\), got \[1.2\]"),
+        (([], [0.0], [4]), r"must lie in \(0, 1\), got \[0.0\]"),
+        (([1], [], [4]), r"k must be >= 2, got \[1\]"),
+        (([], [0.5], [0]), "min-samples must be >= 1"),
+    ],
+)
 def test_bad_grids_are_refused(grid, message):
     with pytest.raises(ValueError, match=message):
         check_grid(*grid)
@@ -94,8 +106,22 @@ def test_bn_reestimation_puts_target_statistics_on_the_eval_path():
 def test_sweep_tool_on_a_trained_model(uninterrupted, tiny_duke_root, tmp_path):
     out, _ = uninterrupted
     report_file = tmp_path / "sweep.json"
-    proc = run_sweep(["--config-file", LF2_TINY_CONFIG, "MODEL.WEIGHTS", str(out / "model_final.pth"),
-                      "--kmeans-k", "4", "6", "--dbscan-eps", "0.5", "--out", str(report_file)], tiny_duke_root)
+    proc = run_sweep(
+        [
+            "--config-file",
+            LF2_TINY_CONFIG,
+            "MODEL.WEIGHTS",
+            str(out / "model_final.pth"),
+            "--kmeans-k",
+            "4",
+            "6",
+            "--dbscan-eps",
+            "0.5",
+            "--out",
+            str(report_file),
+        ],
+        tiny_duke_root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(report_file.read_text())
     assert report["dataset"] == "DukeMTMC" and report["num_images"] == 62
@@ -106,7 +132,17 @@ def test_sweep_tool_on_a_trained_model(uninterrupted, tiny_duke_root, tmp_path):
 
 def test_sweep_refuses_a_checkpoint_of_another_architecture(uninterrupted, tiny_market_root, tmp_path):
     out, _ = uninterrupted
-    proc = run_sweep(["--config-file", os.path.join(ROOT, "tests", "configs", "baseline_tiny.yml"), "MODEL.WEIGHTS",
-                      str(out / "model_final.pth"), "--kmeans-k", "4", "--out", str(tmp_path / "s.json")],
-                     tiny_market_root)
+    proc = run_sweep(
+        [
+            "--config-file",
+            os.path.join(ROOT, "tests", "configs", "baseline_tiny.yml"),
+            "MODEL.WEIGHTS",
+            str(out / "model_final.pth"),
+            "--kmeans-k",
+            "4",
+            "--out",
+            str(tmp_path / "s.json"),
+        ],
+        tiny_market_root,
+    )
     assert proc.returncode != 0 and "does not cover this model's eval path" in proc.stderr

@@ -2,6 +2,7 @@
 
 Everything is read back through fast-reid's own Market1501/DukeMTMC classes, on tiny domains.
 """
+
 import hashlib
 import importlib.util
 import os
@@ -12,12 +13,23 @@ import numpy as np
 import pytest
 
 import lf2_plugin  # noqa: F401  (compat shims + dataset registration)
+from lf2_plugin.data.synthetic import (
+    DATASET_DIRS,
+    DOMAINS,
+    SIDECAR,
+    build_identities,
+    generate_domain,
+    make_camera,
+    plan_domain,
+    read_sidecar,
+    render_person,
+    sample_pose,
+)
+from lf2_plugin.data.synthetic.layout import encode_jpeg, render_image
+
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.dukemtmcreid import DukeMTMC
 from fastreid.data.datasets.market1501 import Market1501
-from lf2_plugin.data.synthetic import (DATASET_DIRS, DOMAINS, SIDECAR, build_identities, generate_domain,
-                                       make_camera, plan_domain, read_sidecar, render_person, sample_pose)
-from lf2_plugin.data.synthetic.layout import encode_jpeg, render_image
 
 TINY = dict(num_ids=8, images_per_cam=2)
 MARKET_NAME = re.compile(r"^(\d{4}|-1)_c[1-6]s[1-6]_\d{6}_\d{2}\.jpg$")
@@ -57,7 +69,7 @@ def test_fastreid_reads_layout_with_plan_counts(tiny_roots, domain):
     assert len(data.gallery) == counts["bounding_box_test"] - junk  # fast-reid drops pid -1 itself
 
     prefix = data.dataset_name + "_"
-    assert {int(pid[len(prefix):]) for _, pid, _ in data.train} == set(plan.train_ids)
+    assert {int(pid[len(prefix) :]) for _, pid, _ in data.train} == set(plan.train_ids)
     query_ids = {pid for _, pid, _ in data.query}
     assert query_ids == set(plan.test_ids)
     assert not query_ids & set(plan.train_ids)
@@ -156,7 +168,7 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path):
 def _halves(image):
     h = image.shape[0]
     # The garment boundary is at ~0.47-0.56 of the crop height; blur spreads it by a few pixels.
-    return image[: int(0.42 * h)].astype(np.float64), image[int(0.62 * h):].astype(np.float64)
+    return image[: int(0.42 * h)].astype(np.float64), image[int(0.62 * h) :].astype(np.float64)
 
 
 def _groups(domain, num_ids=60):
@@ -200,24 +212,42 @@ def test_group_members_share_global_colour_statistics(domain):
     spec, groups = _groups(domain)
     camera = make_camera(spec, 1, seed=0)
     pose = replace(sample_pose(np.random.default_rng(5), spec, camera), view="front", dy=0.0)
-    hists = {g: [_colour_hist(render_person(m, camera, pose, np.random.default_rng(11))) for m in members]
-             for g, members in groups.items()}
+    hists = {
+        g: [_colour_hist(render_person(m, camera, pose, np.random.default_rng(11))) for m in members]
+        for g, members in groups.items()
+    }
     within = np.mean([np.abs(h[0] - h[1]).sum() for h in hists.values()])
     firsts = [h[0] for h in hists.values()]
-    between = np.mean([np.abs(a - b).sum() for i, a in enumerate(firsts) for b in firsts[i + 1:]])
+    between = np.mean([np.abs(a - b).sum() for i, a in enumerate(firsts) for b in firsts[i + 1 :]])
     assert within < 0.5 * between
 
 
 def test_preview_and_cli(tmp_path):
     spec = importlib.util.spec_from_file_location(
-        "make_synthetic", os.path.join(os.path.dirname(__file__), "..", "tools", "make_synthetic.py"))
+        "make_synthetic", os.path.join(os.path.dirname(__file__), "..", "tools", "make_synthetic.py")
+    )
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     preview = str(tmp_path / "sheet.png")
-    cli.main(["--root", str(tmp_path), "--domain", "duke", "--ids", "6", "--images-per-cam", "1",
-              "--preview", preview, "--preview-rows", "3"])
+    cli.main(
+        [
+            "--root",
+            str(tmp_path),
+            "--domain",
+            "duke",
+            "--ids",
+            "6",
+            "--images-per-cam",
+            "1",
+            "--preview",
+            preview,
+            "--preview-rows",
+            "3",
+        ]
+    )
     assert DukeMTMC(root=str(tmp_path)).train
     import cv2
+
     sheet = cv2.imread(preview)
     assert sheet.shape[0] > 3 * 256 and sheet.shape[1] > 8 * 128  # 3 identities x 8 cameras, zoomed 2x
     assert sheet.std() > 20  # not blank

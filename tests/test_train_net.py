@@ -1,11 +1,11 @@
 """fast-reid's own Baseline trains through tools/train_net.py on CPU: weights change, loss falls, checkpoints,
 --resume, --eval-only with the compiled ranker, and a 2-process gloo run with a shared seed."""
+
 import os
 import re
 
 import pytest
 import torch
-
 from conftest import ROOT, load_train_net, run_train_net
 
 CONFIG = os.path.join(ROOT, "tests", "configs", "baseline_tiny.yml")
@@ -17,11 +17,12 @@ def load_model_state(path):
 
 def mean_training_loss(cfg_opts, weights, datasets_root, monkeypatch):
     """Baseline's training loss (CE + triplet) over the tiny train set with the given weights."""
+    from lf2_plugin.engine import build_config
+
     import fastreid.data.build as data_build
     from fastreid.modeling import build_model
     from fastreid.utils.checkpoint import Checkpointer
     from fastreid.utils.events import EventStorage
-    from lf2_plugin.engine import build_config
 
     monkeypatch.setattr(data_build, "_root", datasets_root)
     cfg = build_config(CONFIG, cfg_opts)
@@ -68,8 +69,10 @@ def test_resume_continues_at_the_next_epoch(trained_run, tiny_market_root):
     out, _ = trained_run
     first = os.path.join(out, "model_0000.pth")
     mtime = os.path.getmtime(first)
-    proc = run_train_net(["--config-file", CONFIG, "--resume", "OUTPUT_DIR", out, "SOLVER.MAX_EPOCH", "5",
-                          "TEST.EVAL_PERIOD", "5"], tiny_market_root)
+    proc = run_train_net(
+        ["--config-file", CONFIG, "--resume", "OUTPUT_DIR", out, "SOLVER.MAX_EPOCH", "5", "TEST.EVAL_PERIOD", "5"],
+        tiny_market_root,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Starting training from epoch 4" in log
@@ -93,27 +96,65 @@ def test_eval_only_ranks_with_the_compiled_ranker(trained_run, tiny_market_root,
 
     monkeypatch.setattr(rank, "evaluate_cy", counting_evaluate_cy)
     monkeypatch.setattr(data_build, "_root", tiny_market_root)
-    results = load_train_net().cli(["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS",
-                                    os.path.join(out, "model_final.pth"), "OUTPUT_DIR", str(tmp_path),
-                                    "MODEL.HEADS.NUM_CLASSES", str(num_classes)])
+    results = load_train_net().cli(
+        [
+            "--config-file",
+            CONFIG,
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            os.path.join(out, "model_final.pth"),
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "MODEL.HEADS.NUM_CLASSES",
+            str(num_classes),
+        ]
+    )
     assert calls, "evaluation did not use the compiled Cython ranker"
     assert 0 <= results["mAP"] <= 100 and 0 <= results["Rank-1"] <= 100
 
 
 def test_eval_only_without_weights_names_the_problem(tiny_market_root, tmp_path):
-    proc = run_train_net(["--config-file", CONFIG, "--eval-only", "OUTPUT_DIR", str(tmp_path),
-                          "MODEL.WEIGHTS", str(tmp_path / "missing.pth")], tiny_market_root)
+    proc = run_train_net(
+        [
+            "--config-file",
+            CONFIG,
+            "--eval-only",
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "MODEL.WEIGHTS",
+            str(tmp_path / "missing.pth"),
+        ],
+        tiny_market_root,
+    )
     assert proc.returncode != 0 and "missing.pth" in proc.stderr
 
 
 def test_two_process_gloo_run_shares_the_seed(tiny_market_root, tmp_path):
-    proc = run_train_net(["--config-file", CONFIG, "--num-gpus", "2", "--dist-url", "auto", "OUTPUT_DIR",
-                          str(tmp_path), "SOLVER.MAX_EPOCH", "1", "TEST.EVAL_PERIOD", "1",
-                          "SOLVER.IMS_PER_BATCH", "16"], tiny_market_root)
+    proc = run_train_net(
+        [
+            "--config-file",
+            CONFIG,
+            "--num-gpus",
+            "2",
+            "--dist-url",
+            "auto",
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "SOLVER.MAX_EPOCH",
+            "1",
+            "TEST.EVAL_PERIOD",
+            "1",
+            "SOLVER.IMS_PER_BATCH",
+            "16",
+        ],
+        tiny_market_root,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs = [(tmp_path / "log.txt").read_text(), (tmp_path / "log.txt.rank1").read_text()]
-    seeds = [re.search(r"Seeds: SEED=(\d+), this rank \((\d)\) seeded with (\d+), shared sampler seed (\d+)", log)
-             for log in logs]
+    seeds = [
+        re.search(r"Seeds: SEED=(\d+), this rank \((\d)\) seeded with (\d+), shared sampler seed (\d+)", log)
+        for log in logs
+    ]
     assert all(seeds), logs
     assert [s.group(2) for s in seeds] == ["0", "1"]
     assert seeds[0].group(4) == seeds[1].group(4), "ranks drew different sampler seeds"
@@ -124,14 +165,28 @@ def test_two_process_gloo_run_shares_the_seed(tiny_market_root, tmp_path):
 
 def test_checkpoint_keep_applies_to_fast_reid_trainers(tiny_market_root, tmp_path, monkeypatch):
     """SOLVER.CHECKPOINT_KEEP reaches fast-reid's own DefaultTrainer through protect_training (as in train_net)."""
-    import fastreid.data.build as data_build
-    from fastreid.engine import DefaultTrainer
     from lf2_plugin.engine import build_config
     from lf2_plugin.engine.reliability import protect_training
 
+    import fastreid.data.build as data_build
+    from fastreid.engine import DefaultTrainer
+
     monkeypatch.setattr(data_build, "_root", tiny_market_root)
-    cfg = build_config(CONFIG, ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_EPOCH", "3", "SOLVER.CHECKPOINT_KEEP", "1",
-                                "TEST.EVAL_PERIOD", "3", "SEED", "0"])
+    cfg = build_config(
+        CONFIG,
+        [
+            "OUTPUT_DIR",
+            str(tmp_path),
+            "SOLVER.MAX_EPOCH",
+            "3",
+            "SOLVER.CHECKPOINT_KEEP",
+            "1",
+            "TEST.EVAL_PERIOD",
+            "3",
+            "SEED",
+            "0",
+        ],
+    )
     trainer = protect_training(DefaultTrainer(cfg))
     trainer.resume_or_load(resume=False)
     trainer.train()

@@ -1,11 +1,11 @@
 """LF2 adaptation transforms: INPUT.REA.STYLE picks the official random-erasing boxes or torchvision's."""
+
 import os
 import random
 
 import pytest
 import torch
 import torchvision.transforms as T
-
 from conftest import ROOT
 
 

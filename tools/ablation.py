@@ -17,6 +17,7 @@ results of an earlier ablation's seeds instead of training them again. ``--combi
 trains nothing: it pools the per-seed values of earlier summaries over disjoint seeds (e.g. seeds 4-6 run later
 beside seeds 1-3) into ``<out>/summary.json``, rows the summaries share only, without ``"pseudo_labels"``.
 """
+
 import argparse
 import json
 import os
@@ -27,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from demo import adapt, source_and_direct_transfer, source_stage_files  # noqa: E402
+
 from lf2_plugin.experiments.paired import paired_difference  # noqa: E402
 from lf2_plugin.experiments.runs import METRICS, ROOT, VARIANTS, datasets_env, metrics_row, read_json  # noqa: E402
 
@@ -34,8 +36,14 @@ from lf2_plugin.experiments.runs import METRICS, ROOT, VARIANTS, datasets_env, m
 PSEUDO_LABEL_METRICS = ("nmi", "pairwise_precision", "pairwise_recall", "pairwise_f1")
 
 # The comparisons docs/BENCHMARKS.md reports, as (minuend, subtrahend) rows; a pair is skipped when a row was not run.
-PAIRS = (("lf2", "direct_transfer"), ("lf2", "global_only_mt"), ("lf2_no_fusion", "lf2"),
-         ("lf2_fusion_loss", "lf2"), ("global_only_mt", "direct_transfer"), ("lf2_no_fusion", "global_only_mt"))
+PAIRS = (
+    ("lf2", "direct_transfer"),
+    ("lf2", "global_only_mt"),
+    ("lf2_no_fusion", "lf2"),
+    ("lf2_fusion_loss", "lf2"),
+    ("global_only_mt", "direct_transfer"),
+    ("lf2_no_fusion", "global_only_mt"),
+)
 
 
 def run_seed(out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None):
@@ -45,8 +53,12 @@ def run_seed(out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), 
         weights, direct_row = finished_source(os.path.join(sources, f"seed{seed}"))
     else:
         weights, direct_row = source_and_direct_transfer(seed_dir, config_dir, seed, env, reuse=reuse)
-    return [direct_row] + [adapt(name, config_dir, os.path.join(seed_dir, name), weights, seed,
-                                 [*common_opts, *VARIANTS[name]], env, reuse) for name in variants]
+    return [direct_row] + [
+        adapt(
+            name, config_dir, os.path.join(seed_dir, name), weights, seed, [*common_opts, *VARIANTS[name]], env, reuse
+        )
+        for name in variants
+    ]
 
 
 def finished_source(seed_dir):
@@ -111,8 +123,9 @@ def paired_differences(rows, metric="mAP"):
         if a not in by_name or b not in by_name:
             continue
         seeds = list(by_name[a])
-        pairs.append(paired_difference(a, b, metric, [by_name[a][s] for s in seeds], [by_name[b][s] for s in seeds],
-                                       seeds))
+        pairs.append(
+            paired_difference(a, b, metric, [by_name[a][s] for s in seeds], [by_name[b][s] for s in seeds], seeds)
+        )
     return pairs
 
 
@@ -129,8 +142,9 @@ def combine_summaries(paths):
             if seed in origin:
                 raise SystemExit(f"--combine: seed {seed} is in both {origin[seed]} and {path}")
             origin[seed] = path
-            by_name = {row["name"]: next((e for e in row["seeds"] if e["seed"] == seed), None)
-                       for row in summary["rows"]}
+            by_name = {
+                row["name"]: next((e for e in row["seeds"] if e["seed"] == seed), None) for row in summary["rows"]
+            }
             missing = [name for name in names if by_name[name] is None]
             if missing:
                 raise SystemExit(f"--combine: {path} has no seed {seed} for {', '.join(missing)}")
@@ -143,20 +157,33 @@ def print_summary(summary):
     print("| method | " + " | ".join(METRICS) + " |\n" + "|---" * (len(METRICS) + 1) + "|")
     for row in summary["rows"]:
         print(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in METRICS) + " |")
-    print("\npaired mAP differences (same seed and source model)"
-          "\n| a − b | per seed | mean ± std | 95% CI | a better in |\n|---|---|---|---|---|")
+    print(
+        "\npaired mAP differences (same seed and source model)"
+        "\n| a − b | per seed | mean ± std | 95% CI | a better in |\n|---|---|---|---|---|"
+    )
     for pair in summary["paired"]:
-        print(f"| {pair['a']} − {pair['b']} | " + ", ".join(f"{d:+.1f}" for d in pair["per_seed"])
-              + f" | {pair['mean']:+.1f} ± {pair['std']:.1f} | [{pair['ci95'][0]:+.1f}, {pair['ci95'][1]:+.1f}] | "
-              f"{pair['better_in']} |")
+        print(
+            f"| {pair['a']} − {pair['b']} | "
+            + ", ".join(f"{d:+.1f}" for d in pair["per_seed"])
+            + f" | {pair['mean']:+.1f} ± {pair['std']:.1f} | [{pair['ci95'][0]:+.1f}, {pair['ci95'][1]:+.1f}] | "
+            f"{pair['better_in']} |"
+        )
     if not summary.get("pseudo_labels"):
         return
-    print("\nlast-epoch pseudo labels vs true ids (mean ± std over seeds)\n| method | level | "
-          + " | ".join(PSEUDO_LABEL_METRICS) + " |\n" + "|---" * (len(PSEUDO_LABEL_METRICS) + 2) + "|")
+    print(
+        "\nlast-epoch pseudo labels vs true ids (mean ± std over seeds)\n| method | level | "
+        + " | ".join(PSEUDO_LABEL_METRICS)
+        + " |\n"
+        + "|---" * (len(PSEUDO_LABEL_METRICS) + 2)
+        + "|"
+    )
     for name, levels in summary["pseudo_labels"].items():
         for row in levels:
-            print(f"| {name} | {row['level']} | "
-                  + " | ".join(f"{row[k]:.3f} ± {row['std'][k]:.3f}" for k in PSEUDO_LABEL_METRICS) + " |")
+            print(
+                f"| {name} | {row['level']} | "
+                + " | ".join(f"{row[k]:.3f} ± {row['std'][k]:.3f}" for k in PSEUDO_LABEL_METRICS)
+                + " |"
+            )
 
 
 def main():
@@ -164,14 +191,29 @@ def main():
     parser.add_argument("--out", default=os.path.join("logs", "ablation"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthDuke2SynthMarket"))
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the steps an earlier run under --out finished (e.g. after an interruption)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
-                        help="the LF2 variants to run (default: all)")
-    parser.add_argument("--sources", help="an earlier ablation's --out: take its seeds' source models and direct "
-                                          "transfer instead of training them again")
-    parser.add_argument("--combine", nargs="+", metavar="SUMMARY",
-                        help="train nothing: pool earlier summaries' per-seed values (disjoint seeds) into --out")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the steps an earlier run under --out finished (e.g. after an interruption)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="the LF2 variants to run (default: all)",
+    )
+    parser.add_argument(
+        "--sources",
+        help="an earlier ablation's --out: take its seeds' source models and direct "
+        "transfer instead of training them again",
+    )
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="SUMMARY",
+        help="train nothing: pool earlier summaries' per-seed values (disjoint seeds) into --out",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every LF2 variant")
     args = parser.parse_args()
     args.opts = args.opts[1:] if args.opts[:1] == ["--"] else args.opts
@@ -180,18 +222,24 @@ def main():
     out = os.path.abspath(args.out)
     if args.combine:
         rows = aggregate(combine_summaries(args.combine))
-        summary = {"rows": rows, "seconds": 0.0, "paired": paired_differences(rows),
-                   "combined": args.combine}
+        summary = {"rows": rows, "seconds": 0.0, "paired": paired_differences(rows), "combined": args.combine}
     else:
         sources = os.path.abspath(args.sources) if args.sources else None
         env = datasets_env()
         start = time.perf_counter()
-        per_seed = {seed: run_seed(out, args.config_dir, seed, env, args.reuse, args.variants, args.opts, sources)
-                    for seed in args.seeds}
+        per_seed = {
+            seed: run_seed(out, args.config_dir, seed, env, args.reuse, args.variants, args.opts, sources)
+            for seed in args.seeds
+        }
         rows = aggregate(per_seed)
-        summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "paired": paired_differences(rows),
-                   "pseudo_labels": aggregate_pseudo_labels(out, args.seeds, args.variants),
-                   "opts": args.opts, "sources": sources}
+        summary = {
+            "rows": rows,
+            "seconds": round(time.perf_counter() - start, 1),
+            "paired": paired_differences(rows),
+            "pseudo_labels": aggregate_pseudo_labels(out, args.seeds, args.variants),
+            "opts": args.opts,
+            "sources": sources,
+        }
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)

@@ -11,6 +11,7 @@ MODEL.LF2.EVAL_FEATURE global / parts to see which branch separates group-mates.
 reports, per clustering level, how often its pseudo labels put group-mates together (vs same-identity and
 unrelated pairs).
 """
+
 import argparse
 import json
 import os
@@ -18,16 +19,22 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import lf2_plugin  # noqa: E402,F401  (registration + compat fixes)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from fastreid.data.datasets import DATASET_REGISTRY  # noqa: E402
-from fastreid.evaluation.evaluator import DatasetEvaluator, inference_on_dataset  # noqa: E402
-from lf2_plugin.data.synthetic.local_cues import (local_cue_groups, pair_co_clustering, rank1_confusions,  # noqa: E402
-                                                  target_train_groups)
-from lf2_plugin.modeling.checkpoint import load_checkpoint_file  # noqa: E402
+
+import lf2_plugin  # noqa: E402,F401  (registration + compat fixes)
+from lf2_plugin.data.synthetic.local_cues import (  # noqa: E402
+    local_cue_groups,
+    pair_co_clustering,
+    rank1_confusions,
+    target_train_groups,
+)
 from lf2_plugin.engine import build_config, trainer_class_for  # noqa: E402
 from lf2_plugin.engine.trainer import AtomicCheckpointer, LF2Trainer  # noqa: E402
+from lf2_plugin.modeling.checkpoint import load_checkpoint_file  # noqa: E402
+
+from fastreid.data.datasets import DATASET_REGISTRY  # noqa: E402
+from fastreid.evaluation.evaluator import DatasetEvaluator, inference_on_dataset  # noqa: E402
 
 
 class FeatureCollector(DatasetEvaluator):
@@ -46,8 +53,10 @@ class FeatureCollector(DatasetEvaluator):
 
     def split(self, num_query):
         features, pids, camids = (torch.cat(x).numpy() for x in (self.features, self.pids, self.camids))
-        return ((features[:num_query], pids[:num_query], camids[:num_query]),
-                (features[num_query:], pids[num_query:], camids[num_query:]))
+        return (
+            (features[:num_query], pids[:num_query], camids[:num_query]),
+            (features[num_query:], pids[num_query:], camids[num_query:]),
+        )
 
 
 def synthetic_dataset(dataset_name):
@@ -92,8 +101,10 @@ def main():
     cfg.MODEL.BACKBONE.PRETRAIN = False
     if not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise SystemExit(f"MODEL.WEIGHTS names no file: {cfg.MODEL.WEIGHTS!r}")
-    result = {"rank1": {name: analyze(cfg, name) for name in cfg.DATASETS.TESTS},
-              "pseudo_label_pairs": pseudo_label_pairs(cfg)}
+    result = {
+        "rank1": {name: analyze(cfg, name) for name in cfg.DATASETS.TESTS},
+        "pseudo_label_pairs": pseudo_label_pairs(cfg),
+    }
     text = json.dumps(result, indent=1, default=float)
     print(text)
     if args.out:

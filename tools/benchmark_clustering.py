@@ -21,6 +21,7 @@ loaded, libraries imported); ``process_peak_mb`` is the whole process's peak. DB
 ``ari_vs_truth``, cluster counts and per-phase ``timings``; when the reference could not finish (memory cap),
 its row says so (``status``) and the other DBSCAN rows carry ``ari_vs_exact`` against ``lf2_dbscan`` instead.
 """
+
 import argparse
 import json
 import os
@@ -67,8 +68,7 @@ def make_features(n, dim, seed=0):
         m = len(block_ids)
         nuisance = rng.standard_normal((m, 64), dtype=np.float32) @ nuisance_basis / 8.0  # unit variance per dim
         noise = rng.standard_normal((m, dim), dtype=np.float32)
-        features[sl] = (centres[block_ids] + cameras[rng.integers(0, 6, m)] + NUISANCE * nuisance
-                        + NOISE * noise)
+        features[sl] = centres[block_ids] + cameras[rng.integers(0, 6, m)] + NUISANCE * nuisance + NOISE * noise
     junk = rng.random(n) < 0.02
     features[junk] = rng.standard_normal((int(junk.sum()), dim), dtype=np.float32)
     ids = ids.astype(np.int64)
@@ -79,7 +79,7 @@ def make_features(n, dim, seed=0):
 
 def _rss_mb():
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_mb():
@@ -108,8 +108,9 @@ def worker(args):
     timings, labels = {}, None
     if args.impl == "reference":
         import torch
-        from fastreid.utils.compute_dist import compute_jaccard_distance
         from sklearn.cluster import DBSCAN
+
+        from fastreid.utils.compute_dist import compute_jaccard_distance
 
         dist = compute_jaccard_distance(torch.from_numpy(features), k1=30, k2=6, search_option=3)
         timings["jaccard"] = time.perf_counter() - start
@@ -118,22 +119,30 @@ def worker(args):
         knn_search(features, 30, mode="exact", use_gpu=False)
     elif args.impl in ("lf2_dbscan", "lf2_dbscan_fast"):
         knn = _fast_knn(args.fast_knn) if args.impl == "lf2_dbscan_fast" else {"mode": "exact"}
-        labels = run_dbscan(features, eps=0.6, min_samples=4, k1=30, k2=6, knn=dict(knn, use_gpu=False),
-                            timings=timings)
+        labels = run_dbscan(
+            features, eps=0.6, min_samples=4, k1=30, k2=6, knn=dict(knn, use_gpu=False), timings=timings
+        )
     elif args.impl == "sklearn_minibatch":
         from sklearn.cluster import MiniBatchKMeans
 
-        labels = MiniBatchKMeans(n_clusters=args.k, max_iter=100, batch_size=300, init_size=1500, n_init=3,
-                                 random_state=1).fit_predict(features)
+        labels = MiniBatchKMeans(
+            n_clusters=args.k, max_iter=100, batch_size=300, init_size=1500, n_init=3, random_state=1
+        ).fit_predict(features)
     elif args.impl in ("lf2_kmeans", "lf2_faiss_kmeans"):
         algorithm = "kmeans" if args.impl == "lf2_kmeans" else "faiss_kmeans"
         cfg = {"ALGORITHM": algorithm, "NUM_CLUSTERS": args.k, "SEED": 1, "KNN": {"USE_GPU": False}}
         result = cluster_features(features, cfg, level=0)
         labels, timings = result.labels, result.timings
     seconds = time.perf_counter() - start
-    row = {"n": n, "impl": args.impl, "seconds": round(seconds, 3),
-           "peak_mb": round(_peak_mb() - baseline, 1), "process_peak_mb": round(_peak_mb(), 1),
-           "status": "ok", "timings": {key: round(value, 3) for key, value in timings.items()}}
+    row = {
+        "n": n,
+        "impl": args.impl,
+        "seconds": round(seconds, 3),
+        "peak_mb": round(_peak_mb() - baseline, 1),
+        "process_peak_mb": round(_peak_mb(), 1),
+        "status": "ok",
+        "timings": {key: round(value, 3) for key, value in timings.items()},
+    }
     if labels is not None:
         np.save(args.result + ".labels.npy", np.asarray(labels, np.int64))
         row["labels"] = args.result + ".labels.npy"
@@ -143,9 +152,21 @@ def worker(args):
 
 def _run_worker(impl, data, n, k, args, workdir):
     result = os.path.join(workdir, f"{impl}_{n}.json")
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--data", data, "--result", result,
-           "--k", str(k), "--fast-knn", args.fast_knn]
-    cap = int(args.mem_cap_gb * 2 ** 30)
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        impl,
+        "--data",
+        data,
+        "--result",
+        result,
+        "--k",
+        str(k),
+        "--fast-knn",
+        args.fast_knn,
+    ]
+    cap = int(args.mem_cap_gb * 2**30)
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -156,25 +177,40 @@ def _run_worker(impl, data, n, k, args, workdir):
         with open(result) as f:
             return json.load(f)
     tail = (proc.stderr or "").strip().splitlines()[-3:]
-    out_of_memory = any("MemoryError" in line or "Unable to allocate" in line or "std::bad_alloc" in line
-                        for line in (proc.stderr or "").splitlines()) or proc.returncode in (-9, 137)
-    return {"n": n, "impl": impl, "seconds": round(time.perf_counter() - start, 3), "peak_mb": None,
-            "status": "out_of_memory" if out_of_memory else f"failed (exit {proc.returncode})",
-            "note": f"did not finish under a {args.mem_cap_gb:g} GB address-space cap: " + " | ".join(tail)}
+    out_of_memory = any(
+        "MemoryError" in line or "Unable to allocate" in line or "std::bad_alloc" in line
+        for line in (proc.stderr or "").splitlines()
+    ) or proc.returncode in (-9, 137)
+    return {
+        "n": n,
+        "impl": impl,
+        "seconds": round(time.perf_counter() - start, 3),
+        "peak_mb": None,
+        "status": "out_of_memory" if out_of_memory else f"failed (exit {proc.returncode})",
+        "note": f"did not finish under a {args.mem_cap_gb:g} GB address-space cap: " + " | ".join(tail),
+    }
 
 
 def markdown_table(rows):
     """The rows of FILE.json as the markdown table of docs/BENCHMARKS.md."""
-    lines = ["| N | impl | seconds | peak MB (process) | ARI vs reference | ARI vs truth | NMI | clusters / outliers | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| N | impl | seconds | peak MB (process) | ARI vs reference | ARI vs truth | NMI "
+        "| clusters / outliers | status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         peak = "-" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f} ({r.get('process_peak_mb', 0):.0f})"
         ari = r.get("ari_vs_reference", r.get("ari_vs_exact"))
         ari = "-" if ari is None else (f"{ari}" if "ari_vs_reference" in r else f"{ari} (vs lf2_dbscan)")
-        clusters = f"{r['num_clusters']} / {r['num_outliers']}" if "num_clusters" in r else (
-            f"k={r['k']}" if "k" in r else "-")
-        lines.append(f"| {r['n']} | {r['impl']} | {r['seconds']:.1f} | {peak} | {ari} | {r.get('ari_vs_truth', '-')} "
-                     f"| {r.get('nmi', '-')} | {clusters} | {r.get('status', 'ok')} |")
+        clusters = (
+            f"{r['num_clusters']} / {r['num_outliers']}"
+            if "num_clusters" in r
+            else (f"k={r['k']}" if "k" in r else "-")
+        )
+        lines.append(
+            f"| {r['n']} | {r['impl']} | {r['seconds']:.1f} | {peak} | {ari} | {r.get('ari_vs_truth', '-')} "
+            f"| {r.get('nmi', '-')} | {clusters} | {r.get('status', 'ok')} |"
+        )
     return "\n".join(lines)
 
 
@@ -184,8 +220,9 @@ def main(argv=None):
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--out", required=False)
     parser.add_argument("--impls", default=",".join(DBSCAN_IMPLS + KMEANS_IMPLS))
-    parser.add_argument("--fast-knn", default="grouped_ivf",
-                        help="fast mode k-NN: grouped_ivf|ivf|hnsw[:knn_search_kwarg=int,...]")
+    parser.add_argument(
+        "--fast-knn", default="grouped_ivf", help="fast mode k-NN: grouped_ivf|ivf|hnsw[:knn_search_kwarg=int,...]"
+    )
     parser.add_argument("--mem-cap-gb", type=float, default=12.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table", metavar="FILE.json", help="print FILE.json as a markdown table and exit")

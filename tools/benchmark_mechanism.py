@@ -10,13 +10,15 @@ Per seed a source model and one LF2 run give the starting states (the source mod
 differenced against lf2 state by state. Finished steps under --out are kept, so an interrupted run continues;
 --finished-only runs nothing and summarises what is there. Trailing KEY VALUE pairs go to every LF2 run.
 """
+
 import argparse
 import json
 import os
 
 # datasets next to the repository unless told otherwise (read by fast-reid when lf2_plugin is imported)
-os.environ.setdefault("FASTREID_DATASETS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                        "datasets"))
+os.environ.setdefault(
+    "FASTREID_DATASETS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
+)
 
 from lf2_plugin.experiments.mechanism import format_table, run_benchmark  # noqa: E402
 from lf2_plugin.experiments.runs import FIDELITY_VARIANTS, ROOT, VARIANTS, datasets_env  # noqa: E402
@@ -27,11 +29,21 @@ def main():
     parser.add_argument("--out", default=os.path.join("logs", "mechanism"))
     parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthDuke2SynthMarket"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, nargs="*", default=[1, 3, 5],
-                        help="LF2 epochs after which a state is taken (the source model is always one)")
-    parser.add_argument("--variants", nargs="+", choices=[*VARIANTS, *FIDELITY_VARIANTS], default=list(VARIANTS),
-                        help="LF2 variants (lf2 is the baseline of every difference); the lf2_* fidelity variants "
-                             "put back one pre-official training choice each")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs="*",
+        default=[1, 3, 5],
+        help="LF2 epochs after which a state is taken (the source model is always one)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=[*VARIANTS, *FIDELITY_VARIANTS],
+        default=list(VARIANTS),
+        help="LF2 variants (lf2 is the baseline of every difference); the lf2_* fidelity variants "
+        "put back one pre-official training choice each",
+    )
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--finished-only", action="store_true", help="run nothing: summarise the finished branches")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every LF2 run")
@@ -41,8 +53,16 @@ def main():
         parser.error(f"KEY VALUE pairs expected after the options; got {opts}")
     if "lf2" not in args.variants:
         parser.error("--variants must include lf2: every variant is compared with it")
-    summary = run_benchmark(os.path.abspath(args.out), args.config_dir, args.seeds, args.epochs, args.variants,
-                            datasets_env(), opts, run=not args.finished_only)
+    summary = run_benchmark(
+        os.path.abspath(args.out),
+        args.config_dir,
+        args.seeds,
+        args.epochs,
+        args.variants,
+        datasets_env(),
+        opts,
+        run=not args.finished_only,
+    )
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

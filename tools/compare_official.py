@@ -7,6 +7,7 @@
 from its own files (lf2_plugin/parity). The same cases are tests/test_official_parity.py (LF2_OFFICIAL_DIR).
 Exits 1 if a row is outside its tolerance.
 """
+
 import argparse
 import sys
 

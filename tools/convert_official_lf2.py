@@ -10,6 +10,7 @@ becomes an ``LF2`` checkpoint; a source-stage checkpoint (``resnet50_source``) b
 (fast-reid Baseline layout) checkpoint. Use ``MODEL.BACKBONE.NAME: build_resnet_torchvision_stem_backbone`` (the
 Base-LF2 configs do) so the backbone computes what torchvision's ResNet computes.
 """
+
 import argparse
 import os
 import sys
@@ -36,12 +37,16 @@ def main(argv=None):
     info = convert(args.input, args.output)
     print(f"wrote {args.output} ({info['layout']} layout)")
     if info["dropped"]:
-        print(f"dropped {len(info['dropped'])} tensors the LF2 forward never uses: "
-              f"{sorted({k.rsplit('.', 1)[0] for k in info['dropped']})}")
+        print(
+            f"dropped {len(info['dropped'])} tensors the LF2 forward never uses: "
+            f"{sorted({k.rsplit('.', 1)[0] for k in info['dropped']})}"
+        )
     if info["layout"] == "lf2":
-        print("config for this checkpoint: MODEL.META_ARCHITECTURE LF2 MODEL.LF2.NUM_PARTS 2 "
-              f"MODEL.HEADS.NUM_CLASSES {info['num_classes']} MODEL.BACKBONE.FEAT_DIM {info['feat_dim']} "
-              f"MODEL.LF2.EXPERT {info['expert']}")
+        print(
+            "config for this checkpoint: MODEL.META_ARCHITECTURE LF2 MODEL.LF2.NUM_PARTS 2 "
+            f"MODEL.HEADS.NUM_CLASSES {info['num_classes']} MODEL.BACKBONE.FEAT_DIM {info['feat_dim']} "
+            f"MODEL.LF2.EXPERT {info['expert']}"
+        )
     else:
         print("config for this checkpoint: MODEL.META_ARCHITECTURE LF2SourceBaseline (configs/Base-LF2-source.yml)")
     return info

@@ -8,13 +8,21 @@ step. Writes ``<out>/summary.json`` ({"rows": [{"name", "mAP", "Rank-1", "Rank-5
 ``<out>/lf2/metrics.png`` and prints the table. Of the checkpoints only each stage's final weights stay
 (``model_final.pth`` without optimizer state): what direct transfer and LF2 evaluate, not enough to resume.
 """
+
 import argparse
 import json
 import os
 import time
 
-from lf2_plugin.experiments.runs import (METRICS, ROOT, datasets_env, keep_final_weights_only, metrics_row, read_json,
-                                        train_net)
+from lf2_plugin.experiments.runs import (
+    METRICS,
+    ROOT,
+    datasets_env,
+    keep_final_weights_only,
+    metrics_row,
+    read_json,
+    train_net,
+)
 
 
 def source_stage_files(out):
@@ -29,19 +37,44 @@ def source_and_direct_transfer(out, config_dir, seed, env, reuse=False):
     """
     source_config, lf2_config = (os.path.join(config_dir, name) for name in ("source.yml", "lf2.yml"))
     weights, results = source_stage_files(out)
-    train_net(source_config, os.path.dirname(weights), "SEED", str(seed), env=env,
-              reuse_if=reuse and os.path.basename(weights))
+    train_net(
+        source_config,
+        os.path.dirname(weights),
+        "SEED",
+        str(seed),
+        env=env,
+        reuse_if=reuse and os.path.basename(weights),
+    )
     # Direct transfer: the source model on the target test set, through the source config's model definition.
-    train_net(source_config, os.path.dirname(results), "MODEL.WEIGHTS", weights, "DATASETS.TESTS",
-              target_tests(lf2_config), "SEED", str(seed), flags=("--eval-only",), env=env,
-              reuse_if=reuse and os.path.basename(results))
+    train_net(
+        source_config,
+        os.path.dirname(results),
+        "MODEL.WEIGHTS",
+        weights,
+        "DATASETS.TESTS",
+        target_tests(lf2_config),
+        "SEED",
+        str(seed),
+        flags=("--eval-only",),
+        env=env,
+        reuse_if=reuse and os.path.basename(results),
+    )
     return weights, metrics_row("direct_transfer", read_json(results))
 
 
 def adapt(name, config_dir, run_dir, weights, seed, opts, env, reuse=False):
     """One LF2 adaptation from ``weights`` in ``run_dir``; returns its last-epoch row named ``name``."""
-    train_net(os.path.join(config_dir, "lf2.yml"), run_dir, "MODEL.WEIGHTS", weights, "SEED", str(seed), *opts,
-              env=env, reuse_if=reuse and "summary.json")
+    train_net(
+        os.path.join(config_dir, "lf2.yml"),
+        run_dir,
+        "MODEL.WEIGHTS",
+        weights,
+        "SEED",
+        str(seed),
+        *opts,
+        env=env,
+        reuse_if=reuse and "summary.json",
+    )
     return metrics_row(name, read_json(os.path.join(run_dir, "summary.json"))["last"])
 
 

@@ -6,6 +6,7 @@
 
 The descriptors are the ones evaluation ranks with (flip-averaged when TEST.FLIP.ENABLED). See docs/DEPLOY.md.
 """
+
 import argparse
 
 import lf2_plugin  # noqa: F401  (registration + compat fixes)

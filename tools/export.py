@@ -8,6 +8,7 @@ Writes ``<out>/<name>.onnx`` (or ``.torchscript.pt``) and ``<out>/<name>.<format
 mean/std, descriptor layout, the config). Input: RGB images [B, 3, H, W], 0-255, resized to INPUT.SIZE_TEST;
 output: L2-normalised descriptors [B, D]. See docs/DEPLOY.md.
 """
+
 import argparse
 
 import lf2_plugin  # noqa: F401  (registration + compat fixes)
@@ -21,17 +22,24 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--name", default="model", help="file name stem (default: model)")
     flip = parser.add_mutually_exclusive_group()
-    flip.add_argument("--flip", dest="flip", action="store_true", default=None,
-                      help="average with the mirrored image inside the graph (default: TEST.FLIP.ENABLED)")
+    flip.add_argument(
+        "--flip",
+        dest="flip",
+        action="store_true",
+        default=None,
+        help="average with the mirrored image inside the graph (default: TEST.FLIP.ENABLED)",
+    )
     flip.add_argument("--no-flip", dest="flip", action="store_false")
     parser.add_argument("opts", nargs="*", help="config overrides KEY VALUE ..., e.g. MODEL.WEIGHTS path.pth")
     args = parser.parse_intermixed_args(argv)
     cfg, model = model_from_arguments(args.config_file, args.opts)
     metadata = export_descriptor_model(cfg, model, args.out, fmt=args.format, name=args.name, flip=args.flip)
-    print(f"{args.out}/{metadata['file']}: images {metadata['input']['shape']} RGB 0-255 -> descriptors "
-          f"{metadata['output']['shape']} ({', '.join(s['name'] for s in metadata['output']['layout'])}), "
-          f"flip averaged {metadata['flip_averaged']}; max |diff| to PyTorch "
-          f"{max(metadata['verified']['max_abs_difference_to_pytorch'].values()):.2g}")
+    print(
+        f"{args.out}/{metadata['file']}: images {metadata['input']['shape']} RGB 0-255 -> descriptors "
+        f"{metadata['output']['shape']} ({', '.join(s['name'] for s in metadata['output']['layout'])}), "
+        f"flip averaged {metadata['flip_averaged']}; max |diff| to PyTorch "
+        f"{max(metadata['verified']['max_abs_difference_to_pytorch'].values()):.2g}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 ``$FASTREID_DATASETS/synthetic/<domain>`` by themselves; this tool is for other sizes, seeds and previews.
 See docs/DATASETS.md.
 """
+
 import argparse
 import os
 import sys
@@ -16,23 +17,40 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lf2_plugin.data.synthetic import (DEFAULT_IMAGES_PER_CAM, DEFAULT_NUM_IDS, DOMAINS,  # noqa: E402
-                                       generate_domain, read_sidecar, write_preview)
+from lf2_plugin.data.synthetic import (  # noqa: E402
+    DEFAULT_IMAGES_PER_CAM,
+    DEFAULT_NUM_IDS,
+    DOMAINS,
+    generate_domain,
+    read_sidecar,
+    write_preview,
+)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", help="folder to write the dataset into (fast-reid's dataset root)")
     parser.add_argument("--domain", choices=sorted(DOMAINS) + ["both"], required=True)
-    parser.add_argument("--ids", type=int, default=DEFAULT_NUM_IDS,
-                        help="labelled identities, split evenly into train and test (default %(default)s)")
+    parser.add_argument(
+        "--ids",
+        type=int,
+        default=DEFAULT_NUM_IDS,
+        help="labelled identities, split evenly into train and test (default %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--images-per-cam", type=int, default=DEFAULT_IMAGES_PER_CAM,
-                        help="images of an identity per camera that sees it (default %(default)s)")
+    parser.add_argument(
+        "--images-per-cam",
+        type=int,
+        default=DEFAULT_IMAGES_PER_CAM,
+        help="images of an identity per camera that sees it (default %(default)s)",
+    )
     parser.add_argument("--force", action="store_true", help="regenerate even if a matching copy exists")
-    parser.add_argument("--preview", metavar="FILE.png",
-                        help="also write a contact sheet (identities x cameras); with --domain both, "
-                             "one per domain with the domain name appended")
+    parser.add_argument(
+        "--preview",
+        metavar="FILE.png",
+        help="also write a contact sheet (identities x cameras); with --domain both, "
+        "one per domain with the domain name appended",
+    )
     parser.add_argument("--preview-rows", type=int, default=12)
     args = parser.parse_args(argv)
     if args.root is None and args.preview is None:
@@ -46,15 +64,24 @@ def main(argv=None):
     for domain in domains:
         if args.root is not None:
             start = time.time()
-            path = generate_domain(args.root, domain, num_ids=args.ids, seed=args.seed,
-                                   images_per_cam=args.images_per_cam, force=args.force)
+            path = generate_domain(
+                args.root,
+                domain,
+                num_ids=args.ids,
+                seed=args.seed,
+                images_per_cam=args.images_per_cam,
+                force=args.force,
+            )
             counts = read_sidecar(path)["counts"]
-            print(f"{domain}: {path}  train={counts['bounding_box_train']} query={counts['query']} "
-                  f"gallery={counts['bounding_box_test']}  ({time.time() - start:.1f} s)")
+            print(
+                f"{domain}: {path}  train={counts['bounding_box_train']} query={counts['query']} "
+                f"gallery={counts['bounding_box_test']}  ({time.time() - start:.1f} s)"
+            )
         if args.preview is not None:
             stem, ext = os.path.splitext(args.preview)
             target = f"{stem}_{domain}{ext or '.png'}" if len(domains) > 1 else args.preview
-            print(f"{domain}: preview {write_preview(target, domain, seed=args.seed, num_ids=args.ids, rows=args.preview_rows)}")
+            preview = write_preview(target, domain, seed=args.seed, num_ids=args.ids, rows=args.preview_rows)
+            print(f"{domain}: preview {preview}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ untrained network (seeded by SEED) on both, then run ``tools/train_net.py`` on c
 and baseline_duke.yml and evaluate each final checkpoint on both domains (as ``train_net.py --eval-only`` would).
 ``KEY VALUE`` overrides go to every run. Writes DIR/domain_gap.md and DIR/domain_gap.json and prints the table.
 """
+
 import argparse
 import json
 import os
@@ -44,10 +45,11 @@ def generate_both(root):
 def evaluate(config_file, opts, output_dir, weights=None):
     """Results on both test sets of the config's model: loaded from ``weights``, or freshly initialised
     (seeded by SEED) when ``weights`` is None -- the 'no learning' reference row."""
+    from lf2_plugin.engine import build_config, seed_everything
+
     from fastreid.engine import DefaultTrainer
     from fastreid.utils.checkpoint import Checkpointer
     from fastreid.utils.logger import setup_logger
-    from lf2_plugin.engine import build_config, seed_everything
 
     setup_logger(name="fastreid")
     cfg = build_config(config_file, list(opts) + ["OUTPUT_DIR", output_dir])
@@ -68,8 +70,15 @@ def train_and_evaluate(domain, opts, output_dir, reuse):
     weights = os.path.join(run_dir, "model_final.pth")
     minutes = None
     if not (reuse and os.path.isfile(weights)):
-        command = [sys.executable, os.path.join(REPO, "tools", "train_net.py"),
-                   "--config-file", config_file, "OUTPUT_DIR", run_dir, *opts]
+        command = [
+            sys.executable,
+            os.path.join(REPO, "tools", "train_net.py"),
+            "--config-file",
+            config_file,
+            "OUTPUT_DIR",
+            run_dir,
+            *opts,
+        ]
         print("+", " ".join(command), flush=True)
         start = time.time()
         subprocess.run(command, check=True)
@@ -78,8 +87,10 @@ def train_and_evaluate(domain, opts, output_dir, reuse):
 
 
 def markdown_table(rows):
-    lines = ["| Model | Trained on | SynthMarket mAP | SynthMarket Rank-1 | SynthDuke mAP | SynthDuke Rank-1 |",
-             "|:--|:--|--:|--:|--:|--:|"]
+    lines = [
+        "| Model | Trained on | SynthMarket mAP | SynthMarket Rank-1 | SynthDuke mAP | SynthDuke Rank-1 |",
+        "|:--|:--|--:|--:|--:|--:|",
+    ]
     for model, trained_on, results in rows:
         cells = [f"{results[n]['mAP']:.1f} | {results[n]['Rank-1']:.1f}" for n in TESTS]
         lines.append(f"| {model} | {trained_on} | {' | '.join(cells)} |")
@@ -105,8 +116,11 @@ def main(argv=None):
     parser.add_argument("--direction", help="a configs/<Direction> folder (source.yml, lf2.yml)")
     parser.add_argument("--seed", type=int, default=1, help="with --direction: SEED of both trainings")
     parser.add_argument("--skip-training", action="store_true", help="only generate and evaluate untrained")
-    parser.add_argument("--reuse", action="store_true",
-                        help="evaluate an existing OUTPUT/baseline_<domain>/model_final.pth instead of retraining")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="evaluate an existing OUTPUT/baseline_<domain>/model_final.pth instead of retraining",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
     args = parser.parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Plot a run's test metrics and per-level clustering statistics per epoch.
 
-    python tools/plot_metrics.py OUTPUT_DIR [--out FILE.png]
+python tools/plot_metrics.py OUTPUT_DIR [--out FILE.png]
 """
+
 import argparse
 import os
 import sys

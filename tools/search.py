@@ -8,6 +8,7 @@ Query images are embedded with the gallery's model (its config and weights are r
 from tools/embed.py is taken as it is. Borders: blue query, green / red same / other identity where the file
 names carry one (fast-reid naming), grey where not. See docs/DEPLOY.md.
 """
+
 import argparse
 
 import lf2_plugin  # noqa: F401  (registration + compat fixes)

@@ -9,6 +9,7 @@ One feature pass per feature variant (BN statistics as saved / re-estimated on t
 the per-camera mean removed, then every k-means k and DBSCAN (eps, min-samples) on the Jaccard distance. Writes
 the JSON report and a Markdown table (.md) beside it, best pairwise F1 first. See docs/CLUSTERING.md.
 """
+
 import argparse
 
 import lf2_plugin  # noqa: F401  (registration + compat fixes)
@@ -32,9 +33,17 @@ def main(argv=None):
     args = parser.parse_intermixed_args(argv)
     cfg, model = model_from_arguments(args.config_file, args.opts)
     report = run_clustering_sweep(
-        cfg, model, dataset=args.dataset, kmeans_k=args.kmeans_k, dbscan_eps=args.dbscan_eps,
-        dbscan_min_samples=args.dbscan_min_samples, camera_norm=[v == "on" for v in args.camera_norm],
-        target_bn=[v == "on" for v in args.target_bn], level=args.level, seed=args.seed)
+        cfg,
+        model,
+        dataset=args.dataset,
+        kmeans_k=args.kmeans_k,
+        dbscan_eps=args.dbscan_eps,
+        dbscan_min_samples=args.dbscan_min_samples,
+        camera_norm=[v == "on" for v in args.camera_norm],
+        target_bn=[v == "on" for v in args.target_bn],
+        level=args.level,
+        seed=args.seed,
+    )
     print(write_sweep_report(report, args.out))
 
 

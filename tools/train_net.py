@@ -9,6 +9,7 @@ On a machine without CUDA the job runs on the CPU, and ``--num-gpus N`` starts N
 Before any model is built the datasets and MODEL.WEIGHTS are checked; checkpoints are written atomically and
 SIGINT/SIGTERM stop with a checkpoint (exit status 130/143). See docs/RELIABILITY.md.
 """
+
 import json
 import logging
 import os
@@ -17,13 +18,14 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import lf2_plugin  # noqa: E402,F401  (registration + compat fixes)
-from fastreid.engine import default_argument_parser  # noqa: E402
-from fastreid.evaluation import rank as fastreid_rank  # noqa: E402
-from fastreid.utils import comm  # noqa: E402
 from lf2_plugin.data.validation import validate_datasets  # noqa: E402
 from lf2_plugin.deploy import load_inference_model  # noqa: E402
 from lf2_plugin.engine import launch, setup, trainer_class_for  # noqa: E402
 from lf2_plugin.engine.reliability import TrainingInterrupted, explain_non_finite_loss, protect_training  # noqa: E402
+
+from fastreid.engine import default_argument_parser  # noqa: E402
+from fastreid.evaluation import rank as fastreid_rank  # noqa: E402
+from fastreid.utils import comm  # noqa: E402
 
 
 def check_weights_file(cfg, args):
@@ -33,8 +35,11 @@ def check_weights_file(cfg, args):
         raise FileNotFoundError("--eval-only needs MODEL.WEIGHTS to name a checkpoint file; got ''")
     resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
     if path and "://" not in path and not os.path.isfile(path) and not resuming:
-        what = "--eval-only needs MODEL.WEIGHTS to name a checkpoint file" if args.eval_only else \
-            "MODEL.WEIGHTS names no file"
+        what = (
+            "--eval-only needs MODEL.WEIGHTS to name a checkpoint file"
+            if args.eval_only
+            else "MODEL.WEIGHTS names no file"
+        )
         raise FileNotFoundError(f"{what}; got {path!r} (absolute: {os.path.abspath(path)})")
 
 
@@ -46,8 +51,10 @@ def main(args):
     if args.eval_only:
         logger = logging.getLogger("fastreid")
         model = load_inference_model(cfg)  # refuses weights that leave part of the eval path unset
-        logger.info("Ranking with the %s ranker",
-                    "compiled Cython" if fastreid_rank.IS_CYTHON_AVAI else "pure-Python (slow: run `make rank-cylib`)")
+        logger.info(
+            "Ranking with the %s ranker",
+            "compiled Cython" if fastreid_rank.IS_CYTHON_AVAI else "pure-Python (slow: run `make rank-cylib`)",
+        )
         results = trainer_cls.test(cfg, model)
         if comm.is_main_process():
             with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
@@ -66,8 +73,14 @@ def cli(argv=None):
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     try:
-        return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                      dist_url=args.dist_url, args=(args,))
+        return launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
     except TrainingInterrupted as stop:  # the checkpoint is written; 130 for Ctrl-C, 143 for SIGTERM
         print(f"{stop}; exit status {stop.exit_code}", file=sys.stderr)
         sys.exit(stop.exit_code)

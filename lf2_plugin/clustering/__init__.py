@@ -23,11 +23,24 @@ Public API (stable; the hook in ``lf2_plugin/clustering/hook.py`` uses exactly t
 
 Algorithms, configuration keys and degenerate-case fallbacks: docs/CLUSTERING.md.
 """
-from .algorithms import (ALGORITHMS, ClusterResult, cluster_features, compute_centroids, level_algorithm,
-                         run_dbscan, run_faiss_kmeans, run_minibatch_kmeans)
+
+from .algorithms import (
+    ALGORITHMS,
+    ClusterResult,
+    cluster_features,
+    compute_centroids,
+    level_algorithm,
+    run_dbscan,
+    run_faiss_kmeans,
+    run_minibatch_kmeans,
+)
 from .camera import camera_centered
-from .distributed import (broadcast_cluster_results, distributed_cluster_features, distributed_cluster_levels,
-                          gather_to_rank0)
+from .distributed import (
+    broadcast_cluster_results,
+    distributed_cluster_features,
+    distributed_cluster_levels,
+    gather_to_rank0,
+)
 from .jaccard import compute_jaccard_distance_sparse
 from .knn import KnnResult, knn_search
 from .metrics import clustering_quality, clustering_statistics
@@ -45,8 +58,23 @@ def resolve_min_clusters(cfg):
 
 
 __all__ = [
-    "ALGORITHMS", "ClusterResult", "KnnResult", "broadcast_cluster_results", "camera_centered", "cluster_features",
-    "clustering_quality", "clustering_statistics", "compute_centroids", "compute_jaccard_distance_sparse",
-    "distributed_cluster_features", "distributed_cluster_levels", "gather_to_rank0", "knn_search",
-    "level_algorithm", "resolve_min_clusters", "run_dbscan", "run_faiss_kmeans", "run_minibatch_kmeans",
+    "ALGORITHMS",
+    "ClusterResult",
+    "KnnResult",
+    "broadcast_cluster_results",
+    "camera_centered",
+    "cluster_features",
+    "clustering_quality",
+    "clustering_statistics",
+    "compute_centroids",
+    "compute_jaccard_distance_sparse",
+    "distributed_cluster_features",
+    "distributed_cluster_levels",
+    "gather_to_rank0",
+    "knn_search",
+    "level_algorithm",
+    "resolve_min_clusters",
+    "run_dbscan",
+    "run_faiss_kmeans",
+    "run_minibatch_kmeans",
 ]

@@ -28,6 +28,7 @@ logs a warning with the numbers and, if ``FALLBACK.ALGORITHM`` is a k-means vari
 With ``FALLBACK.ALGORITHM == "none"`` the DBSCAN labels are kept (all-outlier results become singletons so the
 labelling stays usable). k-means results are only warned about (k is clamped to [min_clusters, N]).
 """
+
 import functools
 import logging
 import time
@@ -130,23 +131,30 @@ def compute_centroids(features, labels):
     if num == 0:
         return np.zeros((0, features.shape[1]), np.float32)
     members = np.flatnonzero(labels >= 0)
-    onehot = sp.csr_matrix((np.ones(members.size, np.float32), (labels[members], members)),
-                           shape=(num, features.shape[0]))
+    onehot = sp.csr_matrix(
+        (np.ones(members.size, np.float32), (labels[members], members)), shape=(num, features.shape[0])
+    )
     sums = np.asarray(onehot @ features, dtype=np.float32)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return sums / np.maximum(norms, 1e-12)
 
 
-def run_minibatch_kmeans(features, k, *, max_iter=100, batch_size=300, init_size=1500, n_init=3, seed=0,
-                         return_centers=False):
+def run_minibatch_kmeans(
+    features, k, *, max_iter=100, batch_size=300, init_size=1500, n_init=3, seed=0, return_centers=False
+):
     """sklearn ``MiniBatchKMeans`` with LF2's settings; returns int64 labels (possibly with empty clusters) and,
     with ``return_centers``, its k cluster centres."""
     from sklearn.cluster import MiniBatchKMeans
 
     n = features.shape[0]
-    model = MiniBatchKMeans(n_clusters=k, max_iter=max_iter, batch_size=min(batch_size, n),
-                            init_size=min(init_size, n) if init_size else None, n_init=n_init,
-                            random_state=seed)
+    model = MiniBatchKMeans(
+        n_clusters=k,
+        max_iter=max_iter,
+        batch_size=min(batch_size, n),
+        init_size=min(init_size, n) if init_size else None,
+        n_init=n_init,
+        random_state=seed,
+    )
     with warnings.catch_warnings():  # init_size < k is raised by sklearn itself; nothing to act on
         warnings.simplefilter("ignore", RuntimeWarning)
         labels = model.fit(features).labels_.astype(np.int64)
@@ -174,12 +182,22 @@ def kmeans_plusplus_centroids(features, k, *, sample_size=0, project_dim=256, se
         basis = rng.standard_normal((d, int(project_dim)), dtype=np.float32) / np.float32(np.sqrt(project_dim))
         projected = sample @ basis
     with threadpool_limits(1):  # its products are tiny; BLAS threads only add wake-ups
-        _, chosen = kmeans_plusplus(projected, k, random_state=int(rng.integers(2 ** 31 - 1)))
+        _, chosen = kmeans_plusplus(projected, k, random_state=int(rng.integers(2**31 - 1)))
     return np.ascontiguousarray(sample[chosen], dtype=np.float32)
 
 
-def run_faiss_kmeans(features, k, *, niter=10, max_points_per_centroid=16, seed=0, use_gpu=True,
-                     init="kmeans++", init_size=0, return_centers=False):
+def run_faiss_kmeans(
+    features,
+    k,
+    *,
+    niter=10,
+    max_points_per_centroid=16,
+    seed=0,
+    use_gpu=True,
+    init="kmeans++",
+    init_size=0,
+    return_centers=False,
+):
     """``faiss.Kmeans`` (Lloyd iterations, optionally on a subsample), then every point to its nearest centroid.
 
     ``init="kmeans++"`` starts Lloyd from sklearn ``kmeans_plusplus`` seeds drawn on a seeded sample of
@@ -196,11 +214,15 @@ def run_faiss_kmeans(features, k, *, niter=10, max_points_per_centroid=16, seed=
         raise ValueError(f"faiss k-means init {init!r} not in ('kmeans++', 'random')")
     init_centroids = None
     if init == "kmeans++" and 1 < k < n:
-        init_centroids = kmeans_plusplus_centroids(features, k, sample_size=init_size or max(3 * k, 1500),
-                                                   seed=seed)
+        init_centroids = kmeans_plusplus_centroids(features, k, sample_size=init_size or max(3 * k, 1500), seed=seed)
     gpu = _gpu_available(use_gpu)
-    kwargs = dict(niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid,
-                  min_points_per_centroid=1, verbose=False)
+    kwargs = dict(
+        niter=niter,
+        seed=seed,
+        max_points_per_centroid=max_points_per_centroid,
+        min_points_per_centroid=1,
+        verbose=False,
+    )
     try:
         kmeans = faiss.Kmeans(d, k, gpu=gpu, **kwargs)
         kmeans.train(features, init_centroids=init_centroids)
@@ -281,17 +303,28 @@ def _run_kmeans_variant(name, features, k, cfg, level, seed):
         raise ValueError(f"MODEL.LF2.CLUSTER.KMEANS.CENTROIDS must be one of {CENTROID_MODES}, got {mode!r}")
     if name == "kmeans":
         init_key = "KMEANS.INIT_SIZE" if level == 0 else "KMEANS.PART_INIT_SIZE"
-        labels, centers = run_minibatch_kmeans(features, k, max_iter=int(cfg_get(cfg, "KMEANS.MAX_ITER")),
-                                               batch_size=int(cfg_get(cfg, "KMEANS.BATCH_SIZE")),
-                                               init_size=int(cfg_get(cfg, init_key)),
-                                               n_init=int(cfg_get(cfg, "KMEANS.N_INIT")), seed=seed,
-                                               return_centers=True)
+        labels, centers = run_minibatch_kmeans(
+            features,
+            k,
+            max_iter=int(cfg_get(cfg, "KMEANS.MAX_ITER")),
+            batch_size=int(cfg_get(cfg, "KMEANS.BATCH_SIZE")),
+            init_size=int(cfg_get(cfg, init_key)),
+            n_init=int(cfg_get(cfg, "KMEANS.N_INIT")),
+            seed=seed,
+            return_centers=True,
+        )
     else:
         labels, centers = run_faiss_kmeans(
-            features, k, niter=int(cfg_get(cfg, "KMEANS.FAISS_NITER")),
-            max_points_per_centroid=int(cfg_get(cfg, "KMEANS.FAISS_MAX_POINTS_PER_CENTROID")), seed=seed,
-            use_gpu=bool(cfg_get(cfg, "KNN.USE_GPU")), init=str(cfg_get(cfg, "KMEANS.FAISS_INIT")),
-            init_size=int(cfg_get(cfg, "KMEANS.FAISS_INIT_SIZE")), return_centers=True)
+            features,
+            k,
+            niter=int(cfg_get(cfg, "KMEANS.FAISS_NITER")),
+            max_points_per_centroid=int(cfg_get(cfg, "KMEANS.FAISS_MAX_POINTS_PER_CENTROID")),
+            seed=seed,
+            use_gpu=bool(cfg_get(cfg, "KNN.USE_GPU")),
+            init=str(cfg_get(cfg, "KMEANS.FAISS_INIT")),
+            init_size=int(cfg_get(cfg, "KMEANS.FAISS_INIT_SIZE")),
+            return_centers=True,
+        )
     if mode == "mean":
         labels = compact_labels(labels)
         return labels, compute_centroids(features, labels)
@@ -319,12 +352,15 @@ def _degenerate_reason(labels, min_clusters, giant_fraction):
     if num_clusters == 0:
         return "all_outliers", f"all {n} points are outliers (0 clusters)"
     if num_clusters < min_clusters:
-        return "too_few", (f"{num_clusters} clusters < min_clusters={min_clusters} "
-                           f"(identities per batch); {num_outliers}/{n} outliers")
+        return "too_few", (
+            f"{num_clusters} clusters < min_clusters={min_clusters} (identities per batch); {num_outliers}/{n} outliers"
+        )
     largest = int(np.bincount(clustered).max())
     if largest > giant_fraction * n:
-        return "giant", (f"giant cluster: {largest}/{n} points ({largest / n:.1%}) in one cluster "
-                         f"(> {giant_fraction:.0%}); {num_clusters} clusters, {num_outliers} outliers")
+        return "giant", (
+            f"giant cluster: {largest}/{n} points ({largest / n:.1%}) in one cluster "
+            f"(> {giant_fraction:.0%}); {num_clusters} clusters, {num_outliers} outliers"
+        )
     return None, ""
 
 
@@ -356,8 +392,15 @@ def cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None):
     num_outliers = 0
 
     if n == 0:
-        return ClusterResult(np.zeros(0, np.int64), 0, 0, np.zeros((0, features.shape[1]), np.float32),
-                             [], time.perf_counter() - start, algorithm)
+        return ClusterResult(
+            np.zeros(0, np.int64),
+            0,
+            0,
+            np.zeros((0, features.shape[1]), np.float32),
+            [],
+            time.perf_counter() - start,
+            algorithm,
+        )
     if min_clusters > n:
         notes.append(f"min_clusters={min_clusters} > number of points {n}: cannot be met")
         min_clusters = n
@@ -373,9 +416,15 @@ def cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None):
         if eps >= 1.0:  # pairs at Jaccard distance exactly 1 are not stored in the sparse graph
             notes.append(f"DBSCAN.EPS={eps} >= 1 is not supported by the sparse distance; using 0.999999")
             eps = 0.999999
-        labels = run_dbscan(features, eps=eps, min_samples=int(cfg_get(cfg, "DBSCAN.MIN_SAMPLES")),
-                            k1=int(cfg_get(cfg, "DBSCAN.K1")), k2=int(cfg_get(cfg, "DBSCAN.K2")),
-                            knn=_knn_options(cfg, seed), timings=timings)
+        labels = run_dbscan(
+            features,
+            eps=eps,
+            min_samples=int(cfg_get(cfg, "DBSCAN.MIN_SAMPLES")),
+            k1=int(cfg_get(cfg, "DBSCAN.K1")),
+            k2=int(cfg_get(cfg, "DBSCAN.K2")),
+            knn=_knn_options(cfg, seed),
+            timings=timings,
+        )
         num_outliers = int((labels < 0).sum())
         kind, message = _degenerate_reason(labels, min_clusters, float(cfg_get(cfg, "FALLBACK.GIANT_CLUSTER_FRACTION")))
         fallback = str(cfg_get(cfg, "FALLBACK.ALGORITHM")).lower()
@@ -392,8 +441,11 @@ def cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None):
             algorithm = fallback
         elif kind:
             notes.append(f"dbscan: {message}; no fallback (FALLBACK.ALGORITHM={fallback!r})")
-        if algorithm == "dbscan" and num_outliers and (bool(cfg_get(cfg, "DBSCAN.KEEP_OUTLIERS"))
-                                                       or kind == "all_outliers"):
+        if (
+            algorithm == "dbscan"
+            and num_outliers
+            and (bool(cfg_get(cfg, "DBSCAN.KEEP_OUTLIERS")) or kind == "all_outliers")
+        ):
             # each outlier becomes its own cluster, numbered after the real ones
             outliers = labels < 0
             labels = labels.copy()
@@ -405,6 +457,14 @@ def cluster_features(features, cfg, level=0, *, seed=None, min_clusters=None):
         logger.warning("clustering level %d: %s", level, note)
     if algorithm == "dbscan":
         centroids = compute_centroids(features, labels)
-    return ClusterResult(labels=labels, num_clusters=int(centroids.shape[0]), num_outliers=num_outliers,
-                         centroids=centroids, warnings=notes, seconds=time.perf_counter() - start,
-                         algorithm=algorithm, fallback_reason=fallback_reason, timings=timings)
+    return ClusterResult(
+        labels=labels,
+        num_clusters=int(centroids.shape[0]),
+        num_outliers=num_outliers,
+        centroids=centroids,
+        warnings=notes,
+        seconds=time.perf_counter() - start,
+        algorithm=algorithm,
+        fallback_reason=fallback_reason,
+        timings=timings,
+    )

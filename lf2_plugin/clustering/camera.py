@@ -4,6 +4,7 @@ A camera adds the same shift to every image it takes (colour rendition, illumina
 camera's images together in feature space and splits an identity across cameras. Subtracting each camera's mean
 feature before clustering removes that shift, as camera-aware UDA methods (e.g. CAP, ICE) normalise per camera.
 """
+
 import numpy as np
 
 from .algorithms import compute_centroids

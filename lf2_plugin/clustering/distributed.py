@@ -17,6 +17,7 @@ train on identical labels. Objects travel through a gloo group (``torch.distribu
 default group a gloo group is created once, as fastreid.utils.comm does. Without an initialised process group,
 or with one process, the functions cluster locally.
 """
+
 import dataclasses
 import functools
 
@@ -33,7 +34,7 @@ def _world():
     return 1, 0
 
 
-@functools.lru_cache()
+@functools.lru_cache
 def _gloo_group():
     """A gloo group over all ranks (object collectives on CPU whatever the default backend)."""
     if dist.get_backend() == "gloo":
@@ -64,8 +65,9 @@ def broadcast_cluster_results(results, src=0):
     return box[0]
 
 
-def distributed_cluster_levels(features_per_level, cfg, *, seed=None, min_clusters=None, already_gathered=False,
-                               camids=None):
+def distributed_cluster_levels(
+    features_per_level, cfg, *, seed=None, min_clusters=None, already_gathered=False, camids=None
+):
     """Cluster level l's features with ``cluster_features(..., level=l)`` on rank 0; identical results everywhere.
 
     ``camids`` (the camera of every row of the gathered features, known to rank 0): cluster each level's
@@ -75,16 +77,17 @@ def distributed_cluster_levels(features_per_level, cfg, *, seed=None, min_cluste
         features_per_level = [gather_to_rank0(features) for features in features_per_level]
     results = None
     if rank == 0:
-        results = [_cluster_level(features, cfg, level, seed, min_clusters, camids)
-                   for level, features in enumerate(features_per_level)]
+        results = [
+            _cluster_level(features, cfg, level, seed, min_clusters, camids)
+            for level, features in enumerate(features_per_level)
+        ]
     return broadcast_cluster_results(results, src=0)
 
 
 def _cluster_level(features, cfg, level, seed, min_clusters, camids):
     if camids is None:
         return cluster_features(features, cfg, level=level, seed=seed, min_clusters=min_clusters)
-    result = cluster_features(camera_centered(features, camids), cfg, level=level, seed=seed,
-                              min_clusters=min_clusters)
+    result = cluster_features(camera_centered(features, camids), cfg, level=level, seed=seed, min_clusters=min_clusters)
     return dataclasses.replace(result, centroids=centroids_of_members(features, result))
 
 

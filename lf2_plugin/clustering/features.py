@@ -1,9 +1,11 @@
 """Clustering features of the whole target train set: K+1 levels, flip-averaged and L2-normalised."""
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastreid.utils import comm
 from tqdm import tqdm
+
+from fastreid.utils import comm
 
 __all__ = ["extract_clustering_features"]
 
@@ -17,8 +19,13 @@ def extract_clustering_features(model, data_loader, flip=True, progress=True):
     Returns a list of K+1 float32 arrays [n_local, C].
     """
     per_level = None
-    bar = tqdm(data_loader, desc="clustering features", disable=not (progress and comm.is_main_process()),
-               leave=False, mininterval=5)
+    bar = tqdm(
+        data_loader,
+        desc="clustering features",
+        disable=not (progress and comm.is_main_process()),
+        leave=False,
+        mininterval=5,
+    )
     for batch in bar:
         views = model.clustering_features(batch)
         if flip:

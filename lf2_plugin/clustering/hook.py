@@ -3,6 +3,7 @@
 It only produces labels; the trainer consumes them (``trainer.set_pseudo_labels``), as OpenUnReID keeps label
 generators apart from the training loop.
 """
+
 import json
 import logging
 import os
@@ -10,12 +11,13 @@ import time
 
 import numpy as np
 import torch
+
 from fastreid.engine.train_loop import HookBase
 from fastreid.utils import comm
 
 from . import clustering_quality, clustering_statistics, distributed_cluster_levels, resolve_min_clusters
-from .metrics import cluster_sizes
 from .features import extract_clustering_features
+from .metrics import cluster_sizes
 from .visualize import save_cluster_montage, save_size_histograms
 
 __all__ = ["MultiLevelClusteringHook", "cluster_camids", "epoch_cluster_seed"]
@@ -43,8 +45,9 @@ class MultiLevelClusteringHook(HookBase):
     """``before_epoch``: K+1 clustering features → K+1 label sets → ``trainer.set_pseudo_labels(results)``.
 
     Every rank extracts its shard of the features; rank 0 clusters each level (``MODEL.LF2.CLUSTER``; with
-    ``CAMERA_CENTERING``, after removing each camera's mean, which needs ``camids``) and the results are broadcast, so all ranks train on identical labels. Per level it logs cluster statistics and,
-    when ``true_ids`` are given (never used for training), NMI/ARI/pairwise P/R/F1: to the log, TensorBoard and
+    ``CAMERA_CENTERING``, after removing each camera's mean, which needs ``camids``) and the results are
+    broadcast, so all ranks train on identical labels. Per level it logs cluster statistics and, when
+    ``true_ids`` are given (never used for training), NMI/ARI/pairwise P/R/F1: to the log, TensorBoard and
     metrics.json (through the trainer's event storage) and to ``OUTPUT_DIR/clustering.jsonl``; the cluster sizes
     as TensorBoard histograms; with ``MODEL.LF2.CLUSTER.VIS_EVERY`` and ``image_paths`` (the loader's images in
     order), pictures of the labels (:mod:`lf2_plugin.clustering.visualize`) in ``OUTPUT_DIR/clusters/``.
@@ -58,8 +61,10 @@ class MultiLevelClusteringHook(HookBase):
         self.image_paths = image_paths
         cl = cfg.MODEL.LF2.CLUSTER
         if cl.VIS_EVERY > 0 and min(cl.VIS_CLUSTERS, cl.VIS_MEMBERS) < 1:
-            raise ValueError(f"MODEL.LF2.CLUSTER.VIS_CLUSTERS and VIS_MEMBERS must be >= 1 with VIS_EVERY "
-                             f"{cl.VIS_EVERY}, got {cl.VIS_CLUSTERS} and {cl.VIS_MEMBERS}")
+            raise ValueError(
+                f"MODEL.LF2.CLUSTER.VIS_CLUSTERS and VIS_MEMBERS must be >= 1 with VIS_EVERY "
+                f"{cl.VIS_EVERY}, got {cl.VIS_CLUSTERS} and {cl.VIS_MEMBERS}"
+            )
         self.min_clusters = resolve_min_clusters(cfg)
         self.history_file = os.path.join(cfg.OUTPUT_DIR, "clustering.jsonl")
 
@@ -69,9 +74,13 @@ class MultiLevelClusteringHook(HookBase):
         start = time.perf_counter()
         features = extract_clustering_features(model, self.data_loader, flip=True)
         extract_seconds = time.perf_counter() - start
-        results = distributed_cluster_levels(features, self.cfg.MODEL.LF2.CLUSTER,
-                                             seed=epoch_cluster_seed(self.cfg, trainer.epoch),
-                                             min_clusters=self.min_clusters, camids=self.camids)
+        results = distributed_cluster_levels(
+            features,
+            self.cfg.MODEL.LF2.CLUSTER,
+            seed=epoch_cluster_seed(self.cfg, trainer.epoch),
+            min_clusters=self.min_clusters,
+            camids=self.camids,
+        )
         if comm.is_main_process():
             self._log(results, extract_seconds)
             self._draw(results)
@@ -83,17 +92,25 @@ class MultiLevelClusteringHook(HookBase):
         scalars = {}
         for level, result in enumerate(results):
             stats = clustering_statistics(result.labels)
-            stats.update(algorithm=result.algorithm, seconds=round(result.seconds, 3),
-                         fallback=result.fallback_reason)
+            stats.update(algorithm=result.algorithm, seconds=round(result.seconds, 3), fallback=result.fallback_reason)
             if self.true_ids is not None:
                 stats.update(clustering_quality(result.labels, self.true_ids))
             for note in result.warnings:
                 logger.warning("epoch %d, level %d clustering: %s", epoch, level, note)
-            logger.info("epoch %d, level %d: %s", epoch, level,
-                        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
+            logger.info(
+                "epoch %d, level %d: %s",
+                epoch,
+                level,
+                ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()),
+            )
             record["levels"].append(stats)
-            scalars.update({f"cluster/level{level}/{k}": float(v) for k, v in stats.items()
-                            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)})
+            scalars.update(
+                {
+                    f"cluster/level{level}/{k}": float(v)
+                    for k, v in stats.items()
+                    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                }
+            )
         storage = self.trainer.storage
         # Before the epoch's first step the storage still holds the previous step, which the writers have written
         # already: the scalars would never reach TensorBoard. They belong to the epoch's first step.
@@ -114,10 +131,15 @@ class MultiLevelClusteringHook(HookBase):
         folder = os.path.join(self.cfg.OUTPUT_DIR, "clusters")
         os.makedirs(folder, exist_ok=True)
         for level, result in enumerate(results):
-            save_cluster_montage(result.labels, self.image_paths,
-                                 os.path.join(folder, f"epoch{epoch:03d}_level{level}.jpg"), true_ids=self.true_ids,
-                                 num_rows=self.cfg.MODEL.LF2.CLUSTER.VIS_CLUSTERS,
-                                 num_members=self.cfg.MODEL.LF2.CLUSTER.VIS_MEMBERS, seed=epoch,
-                                 title=f"epoch {epoch}, level {level}: ")
+            save_cluster_montage(
+                result.labels,
+                self.image_paths,
+                os.path.join(folder, f"epoch{epoch:03d}_level{level}.jpg"),
+                true_ids=self.true_ids,
+                num_rows=self.cfg.MODEL.LF2.CLUSTER.VIS_CLUSTERS,
+                num_members=self.cfg.MODEL.LF2.CLUSTER.VIS_MEMBERS,
+                seed=epoch,
+                title=f"epoch {epoch}, level {level}: ",
+            )
         save_size_histograms(results, os.path.join(folder, f"epoch{epoch:03d}_sizes.png"), title=f"epoch {epoch}")
         logger.info("Pictures of the epoch %d pseudo labels in %s", epoch, folder)

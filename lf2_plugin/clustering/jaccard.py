@@ -27,6 +27,7 @@ exactly 1 (no shared support) is absent. Distances equal to 0 - the diagonal, du
 explicit zeros, because sklearn's sparse "precomputed" input treats a stored entry as a neighbour and a missing
 one as infinitely far. Memory is O(N * (k1 + nnz per row)); time is the k-NN search plus a few vectorised passes.
 """
+
 import time
 
 import numpy as np
@@ -88,8 +89,7 @@ def _expansion_pattern(initial_rank, k1):
     half_sizes = np.diff(r_half.indptr)
     keep = counts.data > 2 / 3 * half_sizes[counts.indices]
     candidate_rows = _row_ids(counts.indptr)[keep]
-    accepted = _csr_from_lists(candidate_rows, counts.indices[keep],
-                               np.ones(int(keep.sum()), np.int32), n)
+    accepted = _csr_from_lists(candidate_rows, counts.indices[keep], np.ones(int(keep.sum()), np.int32), n)
     expansion = (r_full + accepted @ r_half).tocsr()
     expansion.sort_indices()
     expansion.data = np.ones_like(expansion.data)
@@ -119,9 +119,9 @@ def _pair_squared_distances(features, rows, cols, knn):
         buf_r = np.empty((size, features.shape[1]), np.float32)
         buf_c = np.empty_like(buf_r)
         for start in range(0, missing.size, _DOT_CHUNK):
-            sel = missing[start:start + _DOT_CHUNK]
+            sel = missing[start : start + _DOT_CHUNK]
             r, c = rows[sel], cols[sel]
-            a, b = buf_r[:sel.size], buf_c[:sel.size]
+            a, b = buf_r[: sel.size], buf_c[: sel.size]
             np.take(features, r, axis=0, out=a)
             np.take(features, c, axis=0, out=b)
             out[sel] = sq_norms[r] + sq_norms[c] - 2 * np.einsum("ij,ij->i", a, b)
@@ -181,9 +181,17 @@ def _sum_of_minimums(v):
         start = stop
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    total = sp.coo_matrix((np.concatenate([p.data for p in parts]),
-                           (np.concatenate([p.row for p in parts]), np.concatenate([p.col for p in parts]))),
-                          shape=(n, n)).tocsr().tocoo()
+    total = (
+        sp.coo_matrix(
+            (
+                np.concatenate([p.data for p in parts]),
+                (np.concatenate([p.row for p in parts]), np.concatenate([p.col for p in parts])),
+            ),
+            shape=(n, n),
+        )
+        .tocsr()
+        .tocoo()
+    )
     return total.row.astype(np.int64), total.col.astype(np.int64), total.data
 
 

@@ -31,6 +31,7 @@ Rows that found fewer than ``k`` neighbours (approximate modes, or ``k > N``) ar
 distance ``inf``. The GPU paths were written against the documented faiss API but never run (no GPU on the
 development machine); any failure there falls back to the CPU index with a logged warning.
 """
+
 import logging
 import math
 from dataclasses import dataclass
@@ -110,8 +111,9 @@ def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu, query_probes=
         nlist = int(round(2 * math.sqrt(n)))
     nlist = int(max(1, min(nlist, n // 39 if n >= 39 else 1)))
     nprobe = int(max(1, min(nprobe, nlist)))
-    kmeans = faiss.Kmeans(d, nlist, niter=10, seed=seed, max_points_per_centroid=32, verbose=False,
-                          gpu=_gpu_available(use_gpu))
+    kmeans = faiss.Kmeans(
+        d, nlist, niter=10, seed=seed, max_points_per_centroid=32, verbose=False, gpu=_gpu_available(use_gpu)
+    )
     kmeans.train(features)
     _, owner = kmeans.index.search(features, 1)
     owner = owner[:, 0]
@@ -132,8 +134,10 @@ def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu, query_probes=
     distances = np.full((n, k), np.inf, np.float32)
     indices = np.full((n, k), -1, np.int64)
 
-    probe_lists = [np.union1d(np.union1d(cell_probes[c][cell_probes[c] >= 0], [c]), np.asarray(extra[c], np.int64))
-                   for c in range(nlist)]
+    probe_lists = [
+        np.union1d(np.union1d(cell_probes[c][cell_probes[c] >= 0], [c]), np.asarray(extra[c], np.int64))
+        for c in range(nlist)
+    ]
     sizes = np.diff(bounds)
     # one reused database buffer: a fresh array per cell costs more in page faults than the search itself
     buffer = np.empty((max(int(sizes[p].sum()) for p in probe_lists), d), np.float32)
@@ -143,7 +147,7 @@ def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu, query_probes=
         if lo == hi:
             return
         db_pos = np.concatenate([np.arange(bounds[p], bounds[p + 1]) for p in probe_lists[cell]])
-        database = buffer[:db_pos.size]
+        database = buffer[: db_pos.size]
         np.take(by_cell, db_pos, axis=0, out=database)
         kk = min(k, db_pos.size)
         cell_dist, cell_idx = faiss.knn(by_cell[lo:hi], database, kk)
@@ -166,8 +170,21 @@ def _grouped_ivf_search(features, k, nlist, nprobe, seed, use_gpu, query_probes=
     return distances, indices
 
 
-def knn_search(features, k, mode="exact", *, hnsw_m=32, hnsw_ef_construction=40, hnsw_ef_search=128,
-               ivf_nlist=0, ivf_nprobe=16, ivf_query_probes=4, use_gpu=True, num_threads=0, seed=0):
+def knn_search(
+    features,
+    k,
+    mode="exact",
+    *,
+    hnsw_m=32,
+    hnsw_ef_construction=40,
+    hnsw_ef_search=128,
+    ivf_nlist=0,
+    ivf_nprobe=16,
+    ivf_query_probes=4,
+    use_gpu=True,
+    num_threads=0,
+    seed=0,
+):
     """Return the ``k`` nearest neighbours of every row of ``features`` among all rows (see module docstring)."""
     import time
 
@@ -190,11 +207,13 @@ def knn_search(features, k, mode="exact", *, hnsw_m=32, hnsw_ef_construction=40,
             logger.warning("faiss GPU %s search failed (%s); falling back to CPU", mode, exc)
             distances = indices = None
     if distances is None and mode == "grouped_ivf":
-        distances, indices = _grouped_ivf_search(features, k_eff, ivf_nlist, ivf_nprobe, seed, use_gpu,
-                                                 query_probes=ivf_query_probes)
+        distances, indices = _grouped_ivf_search(
+            features, k_eff, ivf_nlist, ivf_nprobe, seed, use_gpu, query_probes=ivf_query_probes
+        )
     if distances is None:
-        index = _build_cpu_index(features, mode, hnsw_m, hnsw_ef_construction, hnsw_ef_search,
-                                 ivf_nlist, ivf_nprobe, seed)
+        index = _build_cpu_index(
+            features, mode, hnsw_m, hnsw_ef_construction, hnsw_ef_search, ivf_nlist, ivf_nprobe, seed
+        )
         distances, indices = index.search(features, k_eff)
     indices = np.asarray(indices, dtype=np.int64)
     distances = np.asarray(distances, dtype=np.float32)

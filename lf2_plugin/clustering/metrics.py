@@ -14,6 +14,7 @@ Pairwise scores count unordered pairs: precision = pairs in the same cluster and
 the same cluster; recall = the same / pairs of the same identity; F1 their harmonic mean. A ratio with an empty
 denominator is reported as 0.0.
 """
+
 import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
@@ -72,8 +73,14 @@ def clustering_quality(labels, true_ids):
     if labels.shape != true_ids.shape:
         raise ValueError(f"labels {labels.shape} and true_ids {true_ids.shape} differ in shape")
     if labels.size == 0:
-        return {"nmi": 0.0, "ari": 0.0, "pairwise_precision": 0.0, "pairwise_recall": 0.0,
-                "pairwise_f1": 0.0, "coverage": 0.0}
+        return {
+            "nmi": 0.0,
+            "ari": 0.0,
+            "pairwise_precision": 0.0,
+            "pairwise_recall": 0.0,
+            "pairwise_f1": 0.0,
+            "coverage": 0.0,
+        }
     predicted = _outliers_as_singletons(labels)
     table = contingency_matrix(true_ids, predicted, sparse=True)
     same_both = _pairs(table.data)

@@ -9,6 +9,7 @@ F1, ARI, NMI and the fraction of images kept (``coverage``; DBSCAN's outliers ar
 The true identities make this a diagnostic: training never sees them. It tells which clustering a source model's
 features support before any adaptation run, on a benchmark or on a small labelled sample of a new target.
 """
+
 import logging
 import time
 
@@ -44,8 +45,9 @@ def reestimate_bn_statistics(model, data_loader):
     """Replace the running statistics of every BatchNorm on ``model``'s eval path by the mean and variance of the
     ``data_loader`` images (AdaBN): the eval forward runs with only the BNs in train mode and cumulative averaging.
     Returns the number of BN layers updated."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-             and m.track_running_stats]
+    norms = [
+        m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
     saved = [(m, m.momentum) for m in norms]
     model.eval()
     for norm in norms:
@@ -85,21 +87,42 @@ def _dbscan_rows(features, true_ids, eps_values, min_samples_values, k1, k2):
         for min_samples in min_samples_values:
             start = time.perf_counter()
             labels = dbscan_on_graph(graph, float(eps), int(min_samples))
-            rows.append(_row(f"dbscan eps={float(eps):g} min_samples={int(min_samples)}", labels, true_ids,
-                             time.perf_counter() - start + jaccard_seconds / len(eps_values) / len(
-                                 min_samples_values)))
+            rows.append(
+                _row(
+                    f"dbscan eps={float(eps):g} min_samples={int(min_samples)}",
+                    labels,
+                    true_ids,
+                    time.perf_counter() - start + jaccard_seconds / len(eps_values) / len(min_samples_values),
+                )
+            )
     return rows
 
 
 def _row(clustering, labels, true_ids, seconds):
     stats = clustering_statistics(labels)
-    return {"clustering": clustering, **clustering_quality(labels, true_ids),
-            "num_clusters": int(stats["num_clusters"]), "num_singletons": int(stats["num_singletons"]),
-            "largest_cluster_fraction": float(stats["largest_cluster_fraction"]), "seconds": round(seconds, 3)}
+    return {
+        "clustering": clustering,
+        **clustering_quality(labels, true_ids),
+        "num_clusters": int(stats["num_clusters"]),
+        "num_singletons": int(stats["num_singletons"]),
+        "largest_cluster_fraction": float(stats["largest_cluster_fraction"]),
+        "seconds": round(seconds, 3),
+    }
 
 
-def sweep_features(features, true_ids, camids, cluster_cfg, *, kmeans_k=(), dbscan_eps=(),
-                   dbscan_min_samples=(4,), camera_norm=(False,), seed=0, feature_name=""):
+def sweep_features(
+    features,
+    true_ids,
+    camids,
+    cluster_cfg,
+    *,
+    kmeans_k=(),
+    dbscan_eps=(),
+    dbscan_min_samples=(4,),
+    camera_norm=(False,),
+    seed=0,
+    feature_name="",
+):
     """Score every clustering of the grid on ``features`` [N, d] (L2-normalised), for each ``camera_norm``
     option. ``cluster_cfg`` is a ``MODEL.LF2.CLUSTER`` node (k-means settings, Jaccard k1/k2). Returns rows
     (dicts: ``features``, ``clustering``, the scores of :func:`clustering_quality`, cluster counts, seconds)."""
@@ -110,8 +133,14 @@ def sweep_features(features, true_ids, camids, cluster_cfg, *, kmeans_k=(), dbsc
         name = f"{feature_name}{', ' if feature_name else ''}camera mean {'removed' if normalise else 'kept'}"
         found = _kmeans_rows(variant, true_ids, kmeans_k, cluster_cfg, seed)
         if dbscan_eps:
-            found += _dbscan_rows(variant, true_ids, dbscan_eps, dbscan_min_samples, int(cluster_cfg.DBSCAN.K1),
-                                  int(cluster_cfg.DBSCAN.K2))
+            found += _dbscan_rows(
+                variant,
+                true_ids,
+                dbscan_eps,
+                dbscan_min_samples,
+                int(cluster_cfg.DBSCAN.K1),
+                int(cluster_cfg.DBSCAN.K2),
+            )
         rows += [{"features": name, **row} for row in found]
         best = max(found, key=lambda r: r["pairwise_f1"])
         logger.info("%s: best pairwise F1 %.3f (%s)", name, best["pairwise_f1"], best["clustering"])
@@ -121,9 +150,14 @@ def sweep_features(features, true_ids, camids, cluster_cfg, *, kmeans_k=(), dbsc
 def sweep_table(rows, top=None):
     """Markdown table of ``rows``, best pairwise F1 first (``top``: only that many)."""
     ordered = sorted(rows, key=lambda r: -r["pairwise_f1"])[:top]
-    lines = ["| features | clustering | pairwise P | pairwise R | pairwise F1 | ARI | NMI | kept | clusters |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    lines += [f"| {r['features']} | {r['clustering']} | {r['pairwise_precision']:.3f} | {r['pairwise_recall']:.3f} | "
-              f"{r['pairwise_f1']:.3f} | {r['ari']:.3f} | {r['nmi']:.3f} | {r['coverage']:.2f} | "
-              f"{r['num_clusters']} |" for r in ordered]
+    lines = [
+        "| features | clustering | pairwise P | pairwise R | pairwise F1 | ARI | NMI | kept | clusters |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    lines += [
+        f"| {r['features']} | {r['clustering']} | {r['pairwise_precision']:.3f} | {r['pairwise_recall']:.3f} | "
+        f"{r['pairwise_f1']:.3f} | {r['ari']:.3f} | {r['nmi']:.3f} | {r['coverage']:.2f} | "
+        f"{r['num_clusters']} |"
+        for r in ordered
+    ]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ row its members sorted by true identity; a border's colour is the member's true 
 one (:func:`lf2_plugin.visualization.identity_colour`), so a merge is a row of several colours and a split is one
 colour in several rows. True identities are drawn only, never used for training.
 """
+
 import os
 
 import numpy as np
@@ -26,8 +27,7 @@ def montage_clusters(labels, num_rows):
     return [int(ranked[i]) for i in picks]
 
 
-def save_cluster_montage(labels, image_paths, path, *, true_ids=None, num_rows=8, num_members=12, seed=0,
-                         title=""):
+def save_cluster_montage(labels, image_paths, path, *, true_ids=None, num_rows=8, num_members=12, seed=0, title=""):
     """Save the montage of ``labels`` (one level) to ``path``; returns it."""
     labels = np.asarray(labels)
     names = None
@@ -43,10 +43,20 @@ def save_cluster_montage(labels, image_paths, path, *, true_ids=None, num_rows=8
         if true_ids is not None:
             shown = shown[np.argsort(true_ids[shown], kind="stable")]
             values, counts = np.unique(true_ids[members], return_counts=True)
-            heading += f", {len(values)} {'identity' if len(values) == 1 else 'identities'}, purity " \
-                       f"{counts.max() / len(members):.2f}"
-        rows.append([Tile(image_paths[i], identity_colour(None if true_ids is None else int(true_ids[i])),
-                          "" if names is None else f"id {names[i]}") for i in shown])
+            heading += (
+                f", {len(values)} {'identity' if len(values) == 1 else 'identities'}, purity "
+                f"{counts.max() / len(members):.2f}"
+            )
+        rows.append(
+            [
+                Tile(
+                    image_paths[i],
+                    identity_colour(None if true_ids is None else int(true_ids[i])),
+                    "" if names is None else f"id {names[i]}",
+                )
+                for i in shown
+            ]
+        )
         titles.append(heading)
     return draw_rows(rows, path, titles=titles, cell_size=(96, 48), border=3)
 
@@ -59,8 +69,11 @@ def save_size_histograms(results, path, title=""):
         labels = np.asarray(result.labels)
         sizes = cluster_sizes(labels)
         ax.hist(sizes, bins=np.arange(1, sizes.max() + 2) - 0.5 if len(sizes) else 10, color="tab:blue")
-        ax.set_title(f"level {level}: {len(sizes)} clusters, {int((sizes == 1).sum())} singletons"
-                     + (f", {int((labels < 0).sum())} outliers" if (labels < 0).any() else ""), fontsize=9)
+        ax.set_title(
+            f"level {level}: {len(sizes)} clusters, {int((sizes == 1).sum())} singletons"
+            + (f", {int((labels < 0).sum())} outliers" if (labels < 0).any() else ""),
+            fontsize=9,
+        )
         ax.set_xlabel("cluster size (images)")
         ax.set_ylabel("clusters")
     fig.suptitle(title, fontsize=10)

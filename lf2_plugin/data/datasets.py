@@ -10,6 +10,7 @@ the requested generator version/settings/seed/sizes is regenerated rather than m
 Non-default sizes (``num_ids``, ``seed``, ``images_per_cam``) are constructor arguments, e.g. for tests:
 ``SynthDuke(root=tmp_dir, num_ids=8, images_per_cam=2)``.
 """
+
 import os
 
 from fastreid.data.datasets import DATASET_REGISTRY
@@ -32,11 +33,11 @@ class _GeneratedOnFirstUse:
 
     synthetic_domain = ""
 
-    def __init__(self, root="datasets", num_ids=DEFAULT_NUM_IDS, seed=0, images_per_cam=DEFAULT_IMAGES_PER_CAM,
-                 **kwargs):
+    def __init__(
+        self, root="datasets", num_ids=DEFAULT_NUM_IDS, seed=0, images_per_cam=DEFAULT_IMAGES_PER_CAM, **kwargs
+    ):
         domain_root = synthetic_root(root, self.synthetic_domain)
-        generate_domain(domain_root, self.synthetic_domain, num_ids=num_ids, seed=seed,
-                        images_per_cam=images_per_cam)
+        generate_domain(domain_root, self.synthetic_domain, num_ids=num_ids, seed=seed, images_per_cam=images_per_cam)
         super().__init__(root=domain_root, **kwargs)
 
 

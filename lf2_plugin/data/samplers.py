@@ -6,6 +6,7 @@ of two or more images but differs for an identity of one image: fast-reid repeat
 sampler emits it once, so every later identity of the pass starts K - 1 positions earlier and batches no longer
 hold whole identities. With k-means pseudo labels one-image clusters are common, hence this port.
 """
+
 import random
 from collections import defaultdict
 
@@ -47,22 +48,27 @@ class RandomMultipleGallerySampler(Sampler):
         self.pids = list(self.pid_indices)
         per_pass = sum(1 if len(v) == 1 else self.num_instances for v in self.pid_indices.values())
         if per_pass < self.batch_size:
-            raise ValueError(f"RandomMultipleGallerySampler: one pass over {len(self.pids)} identities gives "
-                             f"{per_pass} images, fewer than one batch of {self.batch_size}")
+            raise ValueError(
+                f"RandomMultipleGallerySampler: one pass over {len(self.pids)} identities gives "
+                f"{per_pass} images, fewer than one batch of {self.batch_size}"
+            )
         self._seed = int(comm.shared_random_seed() if seed is None else seed)
 
     def __iter__(self):
         start = self._rank * self.mini_batch_size
         for batch in self._batches():
-            yield from batch[start:start + self.mini_batch_size]
+            yield from batch[start : start + self.mini_batch_size]
 
     def _batches(self):
-        generators = (torch.Generator().manual_seed(self._seed), random.Random(self._seed),
-                      np.random.RandomState(self._seed % 2 ** 32))
+        generators = (
+            torch.Generator().manual_seed(self._seed),
+            random.Random(self._seed),
+            np.random.RandomState(self._seed % 2**32),
+        )
         while True:
             stream = self.one_pass(*generators)
             for start in range(0, len(stream) - self.batch_size + 1, self.batch_size):
-                yield stream[start:start + self.batch_size]
+                yield stream[start : start + self.batch_size]
 
     def one_pass(self, torch_generator, python_random, numpy_random):
         """The indices of one official pass over every identity, drawn from the three generators."""
@@ -78,7 +84,8 @@ class RandomMultipleGallerySampler(Sampler):
                 candidates = [j for j, index in enumerate(indices) if index != anchor]
             if not candidates:  # one image: the identity contributes the anchor alone
                 continue
-            chosen = numpy_random.choice(candidates, size=self.num_instances - 1,
-                                         replace=len(candidates) < self.num_instances)
+            chosen = numpy_random.choice(
+                candidates, size=self.num_instances - 1, replace=len(candidates) < self.num_instances
+            )
             stream.extend(indices[j] for j in chosen)
         return stream

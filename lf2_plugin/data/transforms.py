@@ -5,11 +5,13 @@ ratio in [0.3, 3.3]). The official code uses open-reid's ``RandomErasing`` (``re
 area uniform in [0.02, 0.4], aspect ratio uniform in [0.3, 1/0.3], up to 100 tries; its boxes are larger and
 mostly taller than wide. ``INPUT.REA.STYLE`` chooses; the fill is ``INPUT.REA.VALUE`` either way.
 """
+
 import math
 import random
 
 import torch
 import torchvision.transforms as T
+
 from fastreid.data.transforms import build_transforms
 
 __all__ = ["RandomErasingBox", "build_train_transforms", "REA_STYLES"]
@@ -40,14 +42,13 @@ class RandomErasingBox:
             h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
             if h < height and w < width:
                 top, left = random.randint(0, height - h), random.randint(0, width - w)
-                fill = torch.tensor(self.value[:image.shape[0]], dtype=image.dtype).view(-1, 1, 1)
-                image[:, top:top + h, left:left + w] = fill
+                fill = torch.tensor(self.value[: image.shape[0]], dtype=image.dtype).view(-1, 1, 1)
+                image[:, top : top + h, left : left + w] = fill
                 return image
         return image
 
     def __repr__(self):
-        return (f"{type(self).__name__}(p={self.p}, value={self.value}, area={self.area}, "
-                f"min_aspect={self.min_aspect})")
+        return f"{type(self).__name__}(p={self.p}, value={self.value}, area={self.area}, min_aspect={self.min_aspect})"
 
 
 def build_train_transforms(cfg):
@@ -59,6 +60,7 @@ def build_train_transforms(cfg):
     transforms = build_transforms(cfg, is_train=True)
     if style == "official":
         transforms.transforms = [
-            RandomErasingBox(p=cfg.INPUT.REA.PROB, value=cfg.INPUT.REA.VALUE) if isinstance(t, T.RandomErasing)
-            else t for t in transforms.transforms]
+            RandomErasingBox(p=cfg.INPUT.REA.PROB, value=cfg.INPUT.REA.VALUE) if isinstance(t, T.RandomErasing) else t
+            for t in transforms.transforms
+        ]
     return transforms

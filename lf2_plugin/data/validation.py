@@ -11,6 +11,7 @@ dataset of ``DATASETS.NAMES`` / ``TESTS`` / ``TARGET_BN_ADAPT`` (and ``TEST.PREC
 5. every image decodes. An unreadable one is an error naming it, or with ``DATASETS.SKIP_UNREADABLE_IMAGES``
    it is counted, logged and left out of every dataset this process builds.
 """
+
 import difflib
 import logging
 import os
@@ -19,13 +20,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from PIL import Image
+
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.bases import Dataset
 from fastreid.data.datasets.dukemtmcreid import DukeMTMC
 from fastreid.data.datasets.market1501 import Market1501
 from fastreid.data.datasets.msmt17 import MSMT17
 from fastreid.utils import comm
-from PIL import Image
 
 from .datasets import _GeneratedOnFirstUse
 
@@ -38,7 +40,7 @@ EXPECTED_LAYOUTS = {
     Market1501: "Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}/*.jpg",
     DukeMTMC: "DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/*.jpg",
     MSMT17: "MSMT17_V1/{train,test,list_train.txt,list_val.txt,list_query.txt,list_gallery.txt} "
-            "(or MSMT17_V2/{mask_train_v2,mask_test_v2,list_*.txt})",
+    "(or MSMT17_V2/{mask_train_v2,mask_test_v2,list_*.txt})",
 }
 
 # How fast-reid's Market1501 / DukeMTMC parse a file name: regex, camera range, pid range, an example name.
@@ -71,10 +73,15 @@ def _family(cls, table):
 
 def _describe(cls, root):
     layout = EXPECTED_LAYOUTS.get(_family(cls, EXPECTED_LAYOUTS))
-    where = f"{cls.__module__}.{cls.__name__} reads <$FASTREID_DATASETS>/{layout}" if layout else \
-        f"{cls.__module__}.{cls.__name__}"
-    return (f"{where}; FASTREID_DATASETS={os.environ.get('FASTREID_DATASETS', '<unset>')!r} "
-            f"(datasets root used: {os.path.abspath(root)})")
+    where = (
+        f"{cls.__module__}.{cls.__name__} reads <$FASTREID_DATASETS>/{layout}"
+        if layout
+        else f"{cls.__module__}.{cls.__name__}"
+    )
+    return (
+        f"{where}; FASTREID_DATASETS={os.environ.get('FASTREID_DATASETS', '<unset>')!r} "
+        f"(datasets root used: {os.path.abspath(root)})"
+    )
 
 
 def _lookup(name, key):
@@ -84,8 +91,9 @@ def _lookup(name, key):
         registered = sorted(DATASET_REGISTRY._obj_map)
         close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise DatasetError(f"{key} names {name!r}, which is not a registered dataset{hint} "
-                           f"(registered: {', '.join(registered)})") from None
+        raise DatasetError(
+            f"{key} names {name!r}, which is not a registered dataset{hint} (registered: {', '.join(registered)})"
+        ) from None
 
 
 def _split_dirs(cls, root):
@@ -125,7 +133,8 @@ def check_file_names(name, cls, root):
             raise DatasetError(
                 f"{name}: {len(bad)} of {len(files)} image names in {folder} do not follow the naming "
                 f"<pid>_c<camera>... (e.g. {naming['example']}; fast-reid parses r'{_NAME_PATTERN.pattern}', "
-                f"cameras {naming['cameras'][0]}-{naming['cameras'][1]}): {shown}. Rename or remove them.")
+                f"cameras {naming['cameras'][0]}-{naming['cameras'][1]}): {shown}. Rename or remove them."
+            )
 
 
 def _load(name, cls, root):
@@ -165,8 +174,9 @@ def _without_excluded(items):
 
 
 def _dataset_init_without_excluded(self, train, query, gallery, *args, **kwargs):
-    _original_dataset_init(self, _without_excluded(train), _without_excluded(query), _without_excluded(gallery),
-                           *args, **kwargs)
+    _original_dataset_init(
+        self, _without_excluded(train), _without_excluded(query), _without_excluded(gallery), *args, **kwargs
+    )
 
 
 def exclude_images(paths):
@@ -200,9 +210,11 @@ def _splits_used(keys):
 def _check_sizes(cfg, datasets, roles, eval_only, root):
     for name, keys in roles.items():
         if "DATASETS.TESTS" in keys and not (datasets[name].query and datasets[name].gallery):
-            raise DatasetError(f"test set {name} has {len(datasets[name].query)} query and "
-                               f"{len(datasets[name].gallery)} gallery images; evaluation needs both. "
-                               f"{_describe(type(datasets[name]), root)}")
+            raise DatasetError(
+                f"test set {name} has {len(datasets[name].query)} query and "
+                f"{len(datasets[name].gallery)} gallery images; evaluation needs both. "
+                f"{_describe(type(datasets[name]), root)}"
+            )
     batch = cfg.SOLVER.IMS_PER_BATCH
     groups = [] if eval_only else [("DATASETS.NAMES", list(cfg.DATASETS.NAMES))]
     if not eval_only and cfg.DATASETS.TARGET_BN_ADAPT:
@@ -210,32 +222,44 @@ def _check_sizes(cfg, datasets, roles, eval_only, root):
     for key, names in groups:
         sizes = {name: len(datasets[name].train) for name in names}
         if sum(sizes.values()) < batch:
-            folders = ", ".join(f"{name}: {n} in {getattr(datasets[name], 'train_dir', '?')}"
-                                for name, n in sizes.items())
+            folders = ", ".join(
+                f"{name}: {n} in {getattr(datasets[name], 'train_dir', '?')}" for name, n in sizes.items()
+            )
             raise DatasetError(
                 f"the train set of {key}={tuple(names)} has {sum(sizes.values())} images ({folders}), fewer than "
                 f"one batch (SOLVER.IMS_PER_BATCH={batch}): an epoch would have 0 iterations (fast-reid divides by "
-                f"zero). Check the folder or lower SOLVER.IMS_PER_BATCH.")
+                f"zero). Check the folder or lower SOLVER.IMS_PER_BATCH."
+            )
 
 
 def _check_images(cfg, datasets, roles, report):
-    paths = sorted({item[0] for name, keys in roles.items() for split in _splits_used(keys)
-                    for item in getattr(datasets[name], split)})
+    paths = sorted(
+        {
+            item[0]
+            for name, keys in roles.items()
+            for split in _splits_used(keys)
+            for item in getattr(datasets[name], split)
+        }
+    )
     start = time.perf_counter()
     unreadable = find_unreadable_images(paths) if comm.is_main_process() else None
     if comm.get_world_size() > 1:  # rank 0 decodes, every rank decides the same way
         unreadable = comm.all_gather(unreadable)[0]
     report.images_checked, report.check_seconds = len(paths), time.perf_counter() - start
-    logger.info("Checked that %d images decode in %.1f s: %d unreadable", len(paths), report.check_seconds,
-                len(unreadable))
+    logger.info(
+        "Checked that %d images decode in %.1f s: %d unreadable", len(paths), report.check_seconds, len(unreadable)
+    )
     if not unreadable:
         return
     shown = "; ".join(f"{path} ({reason})" for path, reason in unreadable[:_NAMES_SHOWN])
     if not cfg.DATASETS.SKIP_UNREADABLE_IMAGES:
-        raise DatasetError(f"{len(unreadable)} of {len(paths)} images cannot be read: {shown}. Replace or delete "
-                           f"them, or set DATASETS.SKIP_UNREADABLE_IMAGES True to leave them out.")
-    logger.warning("DATASETS.SKIP_UNREADABLE_IMAGES: skipping %d unreadable images of %d: %s", len(unreadable),
-                   len(paths), shown)
+        raise DatasetError(
+            f"{len(unreadable)} of {len(paths)} images cannot be read: {shown}. Replace or delete "
+            f"them, or set DATASETS.SKIP_UNREADABLE_IMAGES True to leave them out."
+        )
+    logger.warning(
+        "DATASETS.SKIP_UNREADABLE_IMAGES: skipping %d unreadable images of %d: %s", len(unreadable), len(paths), shown
+    )
     report.skipped = unreadable
     exclude_images(path for path, _ in unreadable)
 
@@ -259,6 +283,8 @@ def validate_datasets(cfg, eval_only=False):
     if report.skipped:  # reload: the lists are filtered when a dataset is built
         datasets = {name: _load(name, cls, root) for name, cls in classes.items()}
     _check_sizes(cfg, datasets, roles, eval_only, root)
-    report.counts = {name: {split: len(getattr(dataset, split)) for split in _splits_used(roles[name])}
-                     for name, dataset in datasets.items()}
+    report.counts = {
+        name: {split: len(getattr(dataset, split)) for split in _splits_used(roles[name])}
+        for name, dataset in datasets.items()
+    }
     return report

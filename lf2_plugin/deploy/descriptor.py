@@ -4,6 +4,7 @@ fast-reid's evaluation computes ``(model(x) + model(flip(x))) / 2`` per image (`
 evaluator L2-normalises it (``TEST.METRIC: cosine``). :class:`DescriptorModel` is exactly that, as one module, so
 that the exported graphs, ``tools/embed.py`` and the evaluator give the same vector for the same image.
 """
+
 import logging
 
 import torch
@@ -12,8 +13,13 @@ from torch import nn
 
 from ..modeling.checkpoint import checkpoint_state_dict, load_checkpoint_file
 
-__all__ = ["DescriptorModel", "descriptor_layout", "inference_state_keys", "load_inference_model",
-           "IncompleteCheckpointError"]
+__all__ = [
+    "DescriptorModel",
+    "descriptor_layout",
+    "inference_state_keys",
+    "load_inference_model",
+    "IncompleteCheckpointError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +61,11 @@ def descriptor_layout(model, dim):
     eval_feature = getattr(model, "eval_feature", None)
     if eval_feature is None:
         return [{"name": "global", "start": 0, "stop": dim}]
-    names = {"concat": ["global"] + [f"part{j}" for j in range(1, heads.num_parts + 1)],
-             "global": ["global"],
-             "parts": [f"part{j}" for j in range(1, heads.num_parts + 1)]}[eval_feature]
+    names = {
+        "concat": ["global"] + [f"part{j}" for j in range(1, heads.num_parts + 1)],
+        "global": ["global"],
+        "parts": [f"part{j}" for j in range(1, heads.num_parts + 1)],
+    }[eval_feature]
     width = heads.feat_dim
     if width * len(names) != dim:
         raise ValueError(f"descriptor of {dim} values does not fit {len(names)} slices of {width}")
@@ -84,8 +92,11 @@ def inference_state_keys(model, example):
         for module_name, module in model.named_modules():
             if module in ran:
                 prefix = f"{module_name}." if module_name else ""
-                keys.update(prefix + name for name, _ in module.named_buffers(recurse=False)
-                            if name not in module._non_persistent_buffers_set)
+                keys.update(
+                    prefix + name
+                    for name, _ in module.named_buffers(recurse=False)
+                    if name not in module._non_persistent_buffers_set
+                )
     finally:
         for handle in handles:
             handle.remove()
@@ -106,8 +117,10 @@ def _saved_with(stored):
 
 
 def _builds(cfg):
-    backbone = f"{cfg.MODEL.BACKBONE.NAME} depth {cfg.MODEL.BACKBONE.DEPTH}, MODEL.BACKBONE.FEAT_DIM " \
-               f"{cfg.MODEL.BACKBONE.FEAT_DIM}"
+    backbone = (
+        f"{cfg.MODEL.BACKBONE.NAME} depth {cfg.MODEL.BACKBONE.DEPTH}, MODEL.BACKBONE.FEAT_DIM "
+        f"{cfg.MODEL.BACKBONE.FEAT_DIM}"
+    )
     if cfg.MODEL.META_ARCHITECTURE == "LF2":
         return f"LF2 with MODEL.LF2.NUM_PARTS={cfg.MODEL.LF2.NUM_PARTS} on {backbone}"
     return f"{cfg.MODEL.META_ARCHITECTURE} on {backbone}"
@@ -137,11 +150,14 @@ def load_inference_model(cfg, weights=None):
     missing = sorted(k for k in needed if k not in stored)
     misfit = sorted(k for k in needed if k in stored and tuple(stored[k].shape) != tuple(expected[k].shape))
     if missing or misfit:
-        shown = "; ".join([f"{k} missing" for k in missing[:4]] + [
-            f"{k}: {tuple(stored[k].shape)} stored, {tuple(expected[k].shape)} expected" for k in misfit[:4]])
+        shown = "; ".join(
+            [f"{k} missing" for k in missing[:4]]
+            + [f"{k}: {tuple(stored[k].shape)} stored, {tuple(expected[k].shape)} expected" for k in misfit[:4]]
+        )
         raise IncompleteCheckpointError(
             f"{weights} does not cover this model's eval path: {len(missing)} of {len(needed)} tensors missing, "
             f"{len(misfit)} of another shape ({shown}). It was saved from {_saved_with(stored)}; the config "
-            f"builds {_builds(cfg)}: use the config the checkpoint was trained with.")
+            f"builds {_builds(cfg)}: use the config the checkpoint was trained with."
+        )
     AtomicCheckpointer(model, "").load(weights)
     return model.eval()

@@ -5,6 +5,7 @@ Images are read and resized by fast-reid's test transform and its test loader, a
 Identities and cameras are parsed from fast-reid's file naming (``<pid>_c<camera>...``, Market-1501 and
 DukeMTMC-reID; -1 where a name does not follow it) so that searches can be scored where they are known.
 """
+
 import json
 import os
 import re
@@ -17,8 +18,15 @@ from tqdm import tqdm
 from ..data.pseudo_labels import build_clustering_loader
 from .descriptor import DescriptorModel, descriptor_layout
 
-__all__ = ["IMAGE_EXTENSIONS", "Embeddings", "embed_images", "identity_from_name", "list_images",
-           "load_embeddings", "save_embeddings"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Embeddings",
+    "embed_images",
+    "identity_from_name",
+    "list_images",
+    "load_embeddings",
+    "save_embeddings",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # fast-reid's Market1501 / DukeMTMC pattern: 0002_c1s1_000451_03.jpg, -1_c3s2_..., 0001_c2_f0046182.jpg
@@ -53,8 +61,12 @@ def list_images(path):
         return [os.path.abspath(path)]
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path!r} is neither an image file nor a folder")
-    found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names
-                   if name.lower().endswith(IMAGE_EXTENSIONS))
+    found = sorted(
+        os.path.join(folder, name)
+        for folder, _, names in os.walk(path)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
     if not found:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {path!r}")
     return [os.path.abspath(p) for p in found]
@@ -73,23 +85,36 @@ def embed_images(cfg, model, path, *, flip=None, progress=True, weights=None):
     items = [(f, pid, camid) for f, (pid, camid) in zip(files, identities)]
     descriptor_model = DescriptorModel(model, flip=flip)
     chunks = []
-    for batch in tqdm(build_clustering_loader(cfg, items), desc="embedding", disable=not progress,
-                      mininterval=2):
+    for batch in tqdm(build_clustering_loader(cfg, items), desc="embedding", disable=not progress, mininterval=2):
         chunks.append(descriptor_model(batch["images"].to(model.device)).float().cpu())
     features = torch.cat(chunks).numpy()
     return Embeddings(
-        features=features, paths=[os.path.relpath(f, root) for f in files],
+        features=features,
+        paths=[os.path.relpath(f, root) for f in files],
         pids=np.array([pid for pid, _ in identities], dtype=np.int64),
-        camids=np.array([camid for _, camid in identities], dtype=np.int64), root=root,
-        model={"config": cfg.dump(), "weights": os.path.abspath(weights or cfg.MODEL.WEIGHTS), "flip": bool(flip),
-               "layout": descriptor_layout(model, features.shape[1])})
+        camids=np.array([camid for _, camid in identities], dtype=np.int64),
+        root=root,
+        model={
+            "config": cfg.dump(),
+            "weights": os.path.abspath(weights or cfg.MODEL.WEIGHTS),
+            "flip": bool(flip),
+            "layout": descriptor_layout(model, features.shape[1]),
+        },
+    )
 
 
 def save_embeddings(embeddings, out_path):
     """One ``.npz``: features, paths, pids, camids, root and the model description (JSON)."""
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    np.savez(out_path, features=embeddings.features, paths=np.array(embeddings.paths), pids=embeddings.pids,
-             camids=embeddings.camids, root=np.array(embeddings.root), model=np.array(json.dumps(embeddings.model)))
+    np.savez(
+        out_path,
+        features=embeddings.features,
+        paths=np.array(embeddings.paths),
+        pids=embeddings.pids,
+        camids=embeddings.camids,
+        root=np.array(embeddings.root),
+        model=np.array(json.dumps(embeddings.model)),
+    )
     return out_path
 
 
@@ -99,6 +124,11 @@ def load_embeddings(path):
         missing = {"features", "paths", "pids", "camids", "root", "model"} - set(data.files)
         if missing:
             raise ValueError(f"{path} is not an embedding file of tools/embed.py (no {sorted(missing)})")
-        return Embeddings(features=data["features"].astype(np.float32), paths=[str(p) for p in data["paths"]],
-                          pids=data["pids"], camids=data["camids"], root=str(data["root"]),
-                          model=json.loads(str(data["model"])))
+        return Embeddings(
+            features=data["features"].astype(np.float32),
+            paths=[str(p) for p in data["paths"]],
+            pids=data["pids"],
+            camids=data["camids"],
+            root=str(data["root"]),
+            model=json.loads(str(data["model"])),
+        )

@@ -4,6 +4,7 @@ Beside the graph, ``<name>.<format>.json`` says how to feed it and read it: inpu
 pixel mean/std (applied inside the graph), the descriptor layout (which slice is global, which part j), whether
 flip averaging is inside, the config it came from, and the largest difference to PyTorch measured at export.
 """
+
 import contextlib
 import hashlib
 import json
@@ -41,9 +42,17 @@ def _quiet_tracing():
 def _export_onnx(descriptor_model, example, path):
     with _quiet_tracing(), torch.no_grad():
         # The TorchScript-based exporter: the dynamo one needs onnxscript and gives the same graph for this model.
-        torch.onnx.export(descriptor_model, (example,), path, input_names=["images"], output_names=["descriptors"],
-                          dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}},
-                          opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            descriptor_model,
+            (example,),
+            path,
+            input_names=["images"],
+            output_names=["descriptors"],
+            dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     import onnx
 
     onnx.checker.check_model(onnx.load(path))
@@ -68,6 +77,7 @@ def load_exported(path):
     def run(images):
         with torch.no_grad():
             return module(torch.as_tensor(np.asarray(images, dtype=np.float32))).numpy()
+
     return run
 
 
@@ -118,22 +128,31 @@ def export_descriptor_model(cfg, model, out_dir, *, fmt="onnx", name="model", fl
     differences = _verify(path, descriptor_model, height, width)
     worst = max(differences.values())
     if worst > VERIFY_TOLERANCE:
-        raise RuntimeError(f"{path} differs from PyTorch by {worst:.3g} (> {VERIFY_TOLERANCE}) at batch sizes "
-                           f"{differences}")
+        raise RuntimeError(
+            f"{path} differs from PyTorch by {worst:.3g} (> {VERIFY_TOLERANCE}) at batch sizes {differences}"
+        )
     metadata = {
         "format": fmt,
         "file": os.path.basename(path),
         "sha256": _sha256(path),
         "input": {
-            "name": "images", "shape": ["batch", 3, height, width], "dtype": "float32", "channel_order": "RGB",
+            "name": "images",
+            "shape": ["batch", 3, height, width],
+            "dtype": "float32",
+            "channel_order": "RGB",
             "value_range": [0, 255],
             "resize": f"to {height}x{width} (height x width), bicubic, as fast-reid's test transform",
             "pixel_mean": [float(v) for v in cfg.MODEL.PIXEL_MEAN],
             "pixel_std": [float(v) for v in cfg.MODEL.PIXEL_STD],
             "normalisation": "inside the graph: (images - pixel_mean) / pixel_std",
         },
-        "output": {"name": "descriptors", "shape": ["batch", dim], "l2_normalised": True,
-                   "layout": descriptor_layout(model, dim), "similarity": "dot product (cosine)"},
+        "output": {
+            "name": "descriptors",
+            "shape": ["batch", dim],
+            "l2_normalised": True,
+            "layout": descriptor_layout(model, dim),
+            "similarity": "dot product (cosine)",
+        },
         "flip_averaged": bool(flip),
         "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
         "backbone": {"name": cfg.MODEL.BACKBONE.NAME, "depth": cfg.MODEL.BACKBONE.DEPTH},

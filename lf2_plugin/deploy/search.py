@@ -3,6 +3,7 @@
 Exact inner-product search with faiss (the descriptors are L2-normalised, so this is cosine similarity, as the
 evaluator's ``TEST.METRIC: cosine``). A query found in the gallery (same file) is left out of its own list.
 """
+
 import json
 import os
 
@@ -18,15 +19,18 @@ def search_gallery(gallery, queries, topk):
     """(scores, indices) [Q, topk] of the ``topk`` most similar gallery rows per query (:class:`Embeddings`),
     best first; -1 indices where the gallery is smaller than ``topk``."""
     if gallery.features.shape[1] != queries.features.shape[1]:
-        raise ValueError(f"gallery descriptors have {gallery.features.shape[1]} values, queries "
-                         f"{queries.features.shape[1]}: embed both with the same model")
+        raise ValueError(
+            f"gallery descriptors have {gallery.features.shape[1]} values, queries "
+            f"{queries.features.shape[1]}: embed both with the same model"
+        )
     index = faiss.IndexFlatIP(gallery.features.shape[1])
     index.add(np.ascontiguousarray(gallery.features, dtype=np.float32))
     gallery_files = {path: i for i, path in enumerate(gallery.absolute_paths())}
     self_hits = np.array([gallery_files.get(p, -1) for p in queries.absolute_paths()])
     extra = int((self_hits >= 0).any())
-    scores, indices = index.search(np.ascontiguousarray(queries.features, dtype=np.float32),
-                                   min(topk + extra, len(gallery.paths)))
+    scores, indices = index.search(
+        np.ascontiguousarray(queries.features, dtype=np.float32), min(topk + extra, len(gallery.paths))
+    )
     kept_scores, kept_indices = np.full((len(indices), topk), -np.inf, np.float32), np.full((len(indices), topk), -1)
     for q, (row_scores, row_indices) in enumerate(zip(scores, indices)):
         keep = (row_indices != self_hits[q]) & (row_indices >= 0)
@@ -46,9 +50,16 @@ def rank_list_summary(gallery, queries, scores, indices):
     shares the query's identity."""
     summary = []
     for q, (row_scores, row_indices) in enumerate(zip(scores, indices)):
-        ranked = [{"file": gallery.absolute_paths()[g], "score": float(s), "pid": int(gallery.pids[g]),
-                   "match": None if queries.pids[q] < 0 else bool(gallery.pids[g] == queries.pids[q])}
-                  for s, g in zip(row_scores, row_indices) if g >= 0]
+        ranked = [
+            {
+                "file": gallery.absolute_paths()[g],
+                "score": float(s),
+                "pid": int(gallery.pids[g]),
+                "match": None if queries.pids[q] < 0 else bool(gallery.pids[g] == queries.pids[q]),
+            }
+            for s, g in zip(row_scores, row_indices)
+            if g >= 0
+        ]
         summary.append({"query": queries.absolute_paths()[q], "pid": int(queries.pids[q]), "ranked": ranked})
     return summary
 
@@ -62,11 +73,20 @@ def draw_rank_lists(gallery, queries, scores, indices, out_dir, cell_size=(128, 
     gallery_files = gallery.absolute_paths()
     for q, (row_scores, row_indices) in enumerate(zip(scores, indices)):
         row = [Tile(query_files[q], QUERY, "query")]
-        row += [Tile(gallery_files[g], _match_colour(queries.pids[q], gallery.pids[g]), f"{k + 1}: {s:.3f}")
-                for k, (s, g) in enumerate(zip(row_scores, row_indices)) if g >= 0]
+        row += [
+            Tile(gallery_files[g], _match_colour(queries.pids[q], gallery.pids[g]), f"{k + 1}: {s:.3f}")
+            for k, (s, g) in enumerate(zip(row_scores, row_indices))
+            if g >= 0
+        ]
         stem = os.path.splitext(queries.paths[q].replace(os.sep, "__"))[0]
-        pictures.append(draw_rows([row], os.path.join(out_dir, f"{stem}.jpg"),
-                                  titles=[os.path.basename(query_files[q])], cell_size=cell_size))
+        pictures.append(
+            draw_rows(
+                [row],
+                os.path.join(out_dir, f"{stem}.jpg"),
+                titles=[os.path.basename(query_files[q])],
+                cell_size=cell_size,
+            )
+        )
     with open(os.path.join(out_dir, "ranks.json"), "w") as f:
         json.dump(rank_list_summary(gallery, queries, scores, indices), f, indent=1)
     return pictures
@@ -91,8 +111,9 @@ def embed_like(gallery, path, progress=True):
 
     cfg = _config_from_text(gallery.model["config"])
     model = load_inference_model(cfg, gallery.model["weights"])
-    return embed_images(cfg, model, path, flip=gallery.model["flip"], progress=progress,
-                        weights=gallery.model["weights"])
+    return embed_images(
+        cfg, model, path, flip=gallery.model["flip"], progress=progress, weights=gallery.model["weights"]
+    )
 
 
 def run_search(gallery_file, query, topk, out_dir):

@@ -1,4 +1,5 @@
 """Training entry points: set-up, launch and the trainer that matches a config's meta-architecture."""
+
 from .defaults import build_config, seed_everything, setup
 from .launch import distributed_backend, launch
 
@@ -17,7 +18,12 @@ def trainer_class_for(cfg):
 
     if cfg.MODEL.META_ARCHITECTURE == "LF2":
         return LF2Trainer
-    needs_source_trainer = (cfg.MODEL.META_ARCHITECTURE == "LF2SourceBaseline" or cfg.DATASETS.TARGET_BN_ADAPT
-                            or cfg.DATALOADER.SAMPLER_TRAIN == "RandomMultipleGallerySampler"
-                            or cfg.MODEL.BN_SPLITS > 1 or cfg.SOLVER.ITERS_PER_EPOCH or cfg.SOLVER.WARMUP_PER_EPOCH)
+    needs_source_trainer = (
+        cfg.MODEL.META_ARCHITECTURE == "LF2SourceBaseline"
+        or cfg.DATASETS.TARGET_BN_ADAPT
+        or cfg.DATALOADER.SAMPLER_TRAIN == "RandomMultipleGallerySampler"
+        or cfg.MODEL.BN_SPLITS > 1
+        or cfg.SOLVER.ITERS_PER_EPOCH
+        or cfg.SOLVER.WARMUP_PER_EPOCH
+    )
     return SourceTrainer if needs_source_trainer else DefaultTrainer

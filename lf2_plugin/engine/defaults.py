@@ -1,4 +1,5 @@
 """Job set-up shared by ``tools/train_net.py`` and the other tools: config, device, logging, seeding."""
+
 import contextlib
 import difflib
 import logging
@@ -8,6 +9,7 @@ import re
 
 import numpy as np
 import torch
+
 from fastreid.config import get_cfg
 from fastreid.engine import default_setup
 from fastreid.utils import comm
@@ -34,7 +36,8 @@ def build_config(config_file="", opts=()):
         cfg.merge_from_list(list(opts or []))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger("fastreid").warning(
-            "MODEL.DEVICE=%s but CUDA is not available: running on the CPU (MODEL.DEVICE=cpu).", cfg.MODEL.DEVICE)
+            "MODEL.DEVICE=%s but CUDA is not available: running on the CPU (MODEL.DEVICE=cpu).", cfg.MODEL.DEVICE
+        )
         cfg.MODEL.DEVICE = "cpu"
     return cfg
 
@@ -70,7 +73,7 @@ def _naming_unknown_keys(cfg, source):
 def seed_everything(seed):
     """Seed python, numpy and torch in this process."""
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
 
@@ -88,11 +91,15 @@ def setup(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lf2_plugin", abbrev_name="lf2")
     base_seed = cfg.SEED
     if base_seed < 0:
-        base_seed = comm.all_gather(int.from_bytes(os.urandom(4), "little") % 2 ** 31)[0]
+        base_seed = comm.all_gather(int.from_bytes(os.urandom(4), "little") % 2**31)[0]
     seed_everything(base_seed + comm.get_rank())
     # The seed fast-reid's samplers draw (comm.shared_random_seed); equal on all ranks by construction.
     shared = comm.shared_random_seed()
     logging.getLogger("fastreid").info(
         "Seeds: SEED=%d, this rank (%d) seeded with %d, shared sampler seed %d",
-        base_seed, comm.get_rank(), base_seed + comm.get_rank(), shared)
+        base_seed,
+        comm.get_rank(),
+        base_seed + comm.get_rank(),
+        shared,
+    )
     return cfg

@@ -1,4 +1,5 @@
 """fast-reid hooks that the plugin's trainers use in place of fast-reid's own."""
+
 from fastreid.engine import hooks
 
 __all__ = ["BestMetricCheckpointer", "with_best_metric"]
@@ -20,5 +21,9 @@ class BestMetricCheckpointer(hooks.PeriodicCheckpointer):
 
 def with_best_metric(hook_list, cfg):
     """``hook_list`` with fast-reid's ``PeriodicCheckpointer`` replaced by :class:`BestMetricCheckpointer`."""
-    return [BestMetricCheckpointer(h.checkpointer, h.period, cfg.TEST.BEST_METRIC)
-            if type(h) is hooks.PeriodicCheckpointer else h for h in hook_list]
+    return [
+        BestMetricCheckpointer(h.checkpointer, h.period, cfg.TEST.BEST_METRIC)
+        if type(h) is hooks.PeriodicCheckpointer
+        else h
+        for h in hook_list
+    ]

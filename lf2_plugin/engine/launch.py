@@ -4,6 +4,7 @@ fast-reid's ``fastreid.engine.launch`` asserts CUDA and hard-codes NCCL. This la
 (so ``tools/train_net.py`` reads like fast-reid's) and picks the backend from the machine: NCCL with one process
 per GPU when CUDA is available, gloo on CPU, where ``--num-gpus N`` means N CPU processes sharing the cores.
 """
+
 import logging
 import os
 import socket
@@ -11,6 +12,7 @@ import socket
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
 from fastreid.utils import comm
 
 __all__ = ["launch", "distributed_backend"]

@@ -1,4 +1,5 @@
 """PNG plots of a run's OUTPUT_DIR: test metrics per epoch and per-level clustering statistics per epoch."""
+
 import json
 import os
 
@@ -9,8 +10,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ["plot_run"]
 
-CLUSTER_PANELS = (("num_clusters", "clusters"), ("num_outliers", "outliers"), ("nmi", "NMI vs true ids"),
-                  ("pairwise_f1", "pairwise F1 vs true ids"))
+CLUSTER_PANELS = (
+    ("num_clusters", "clusters"),
+    ("num_outliers", "outliers"),
+    ("nmi", "NMI vs true ids"),
+    ("pairwise_f1", "pairwise F1 vs true ids"),
+)
 
 
 def _read_jsonl(path):
@@ -38,9 +43,12 @@ def plot_run(output_dir, out_file=None):
     for ax, (key, title) in zip(axes[1:], CLUSTER_PANELS):
         if records:
             for level in range(len(records[0]["levels"])):
-                ax.plot([r["epoch"] + 1 for r in records], [r["levels"][level].get(key, float("nan"))
-                                                            for r in records], marker=".",
-                        label="global" if level == 0 else f"part {level}")
+                ax.plot(
+                    [r["epoch"] + 1 for r in records],
+                    [r["levels"][level].get(key, float("nan")) for r in records],
+                    marker=".",
+                    label="global" if level == 0 else f"part {level}",
+                )
             ax.legend(fontsize=8)
         ax.set_title(title)
         ax.set_xlabel("epoch")

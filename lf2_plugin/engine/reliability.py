@@ -12,6 +12,7 @@
 ``--resume`` continues from ``model_interrupted.pth``: stopped at an epoch boundary, exactly as an uninterrupted
 run; stopped mid-epoch, the interrupted epoch restarts with the weights reached (see docs/RELIABILITY.md).
 """
+
 import logging
 import os
 import re
@@ -24,8 +25,13 @@ from fastreid.utils import comm
 
 from .trainer import AtomicCheckpointer
 
-__all__ = ["TrainingInterrupted", "InterruptCheckpointHook", "protect_training", "INTERRUPTED_CHECKPOINT",
-           "explain_non_finite_loss"]
+__all__ = [
+    "TrainingInterrupted",
+    "InterruptCheckpointHook",
+    "protect_training",
+    "INTERRUPTED_CHECKPOINT",
+    "explain_non_finite_loss",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +64,11 @@ class InterruptCheckpointHook(HookBase):
             os.kill(os.getpid(), signum)
             return
         self._received = signum
-        logger.warning("Received %s: stopping after the current step and writing a checkpoint (send it again to "
-                       "stop at once, without one)", signal.Signals(signum).name)
+        logger.warning(
+            "Received %s: stopping after the current step and writing a checkpoint (send it again to "
+            "stop at once, without one)",
+            signal.Signals(signum).name,
+        )
 
     def before_train(self):
         if threading.current_thread() is not threading.main_thread():
@@ -86,13 +95,25 @@ class InterruptCheckpointHook(HookBase):
         trainer = self.trainer
         done = trainer.epoch if epoch_complete else trainer.epoch - 1
         path = os.path.join(trainer.cfg.OUTPUT_DIR, INTERRUPTED_CHECKPOINT + ".pth")
-        trainer.checkpointer.save(INTERRUPTED_CHECKPOINT, epoch=done, iteration=trainer.iter,
-                                  interrupted=signal.Signals(signum).name, interrupted_mid_epoch=not epoch_complete)
+        trainer.checkpointer.save(
+            INTERRUPTED_CHECKPOINT,
+            epoch=done,
+            iteration=trainer.iter,
+            interrupted=signal.Signals(signum).name,
+            interrupted_mid_epoch=not epoch_complete,
+        )
         comm.synchronize()
-        where = f"after epoch {trainer.epoch}" if epoch_complete else \
-            f"in epoch {trainer.epoch} at iteration {trainer.iter}"
-        logger.warning("Stopped by %s %s; checkpoint %s written and tagged in last_checkpoint: --resume continues "
-                       "from it", signal.Signals(signum).name, where, path)
+        where = (
+            f"after epoch {trainer.epoch}"
+            if epoch_complete
+            else f"in epoch {trainer.epoch} at iteration {trainer.iter}"
+        )
+        logger.warning(
+            "Stopped by %s %s; checkpoint %s written and tagged in last_checkpoint: --resume continues from it",
+            signal.Signals(signum).name,
+            where,
+            path,
+        )
         raise TrainingInterrupted(signum, path)
 
     def before_step(self):  # a signal during clustering (before_epoch)
@@ -110,9 +131,13 @@ def protect_training(trainer):
     building the trainer, before ``resume_or_load``). Returns the trainer."""
     old = trainer.checkpointer
     if not isinstance(old, AtomicCheckpointer):
-        trainer.checkpointer = AtomicCheckpointer(old.model, old.save_dir, save_to_disk=old.save_to_disk,
-                                                  keep_last=trainer.cfg.SOLVER.get("CHECKPOINT_KEEP", 0),
-                                                  **old.checkpointables)
+        trainer.checkpointer = AtomicCheckpointer(
+            old.model,
+            old.save_dir,
+            save_to_disk=old.save_to_disk,
+            keep_last=trainer.cfg.SOLVER.get("CHECKPOINT_KEEP", 0),
+            **old.checkpointables,
+        )
         for hook in trainer._hooks:
             if isinstance(hook, hooks.PeriodicCheckpointer):
                 hook.checkpointer = trainer.checkpointer
@@ -127,11 +152,17 @@ def explain_non_finite_loss(trainer, error):
     match = re.match(r"Loss became infinite or NaN at iteration=(\d+)!\s*loss_dict = \{(.*)\}", message, re.S)
     if match:
         terms = re.findall(r"'(\w+)': (?:np\.float\d+\()?([^,)}]+)", match.group(2))
-        message = (f"Loss became infinite or NaN at iteration {match.group(1)} (epoch {trainer.epoch}): "
-                   + ", ".join(f"{name}={value}" for name, value in terms))
+        message = f"Loss became infinite or NaN at iteration {match.group(1)} (epoch {trainer.epoch}): " + ", ".join(
+            f"{name}={value}" for name, value in terms
+        )
     checkpointer = trainer.checkpointer
     last = checkpointer.get_checkpoint_file() if checkpointer.has_checkpoint() else ""
-    back = (f"the last checkpoint, {last}, is intact: change the settings and --resume from it" if last
-            else "no checkpoint was written yet")
-    return FloatingPointError(f"{message}.\nTraining stopped; {back}. Usual causes: SOLVER.BASE_LR too high, a "
-                              f"loss weight too large, or corrupt input.")
+    back = (
+        f"the last checkpoint, {last}, is intact: change the settings and --resume from it"
+        if last
+        else "no checkpoint was written yet"
+    )
+    return FloatingPointError(
+        f"{message}.\nTraining stopped; {back}. Usual causes: SOLVER.BASE_LR too high, a "
+        f"loss weight too large, or corrupt input."
+    )

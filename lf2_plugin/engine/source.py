@@ -4,9 +4,11 @@ The official ``source_pretrain.py`` (as MMT / MEB-Net) forwards one unlabelled t
 without a loss, so the BatchNorm running statistics see both domains. Here that is a hook on fast-reid's own
 DefaultTrainer, enabled by ``DATASETS.TARGET_BN_ADAPT`` (the target dataset's name).
 """
+
 import logging
 
 import torch
+
 from fastreid.data import build_reid_train_loader
 from fastreid.data.build import _train_loader_from_config
 from fastreid.engine import DefaultTrainer
@@ -85,8 +87,12 @@ class SourceTrainer(DefaultTrainer):
         schedulers = super().build_lr_scheduler(cfg, optimizer, iters_per_epoch)
         if cfg.SOLVER.WARMUP_PER_EPOCH and "warmup_sched" in schedulers:
             schedulers["warmup_sched"] = EpochWarmupLR(
-                optimizer, iters_per_epoch, warmup_factor=cfg.SOLVER.WARMUP_FACTOR,
-                warmup_iters=cfg.SOLVER.WARMUP_ITERS, warmup_method=cfg.SOLVER.WARMUP_METHOD)
+                optimizer,
+                iters_per_epoch,
+                warmup_factor=cfg.SOLVER.WARMUP_FACTOR,
+                warmup_iters=cfg.SOLVER.WARMUP_ITERS,
+                warmup_method=cfg.SOLVER.WARMUP_METHOD,
+            )
         return schedulers
 
     @classmethod
@@ -104,8 +110,10 @@ class SourceTrainer(DefaultTrainer):
         plain.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # fast-reid builds the dataset; the sampler is ours
         kwargs = _train_loader_from_config(plain)
         kwargs["sampler"] = RandomMultipleGallerySampler(
-            kwargs["train_set"].img_items, cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size(),
-            cfg.DATALOADER.NUM_INSTANCE)
+            kwargs["train_set"].img_items,
+            cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size(),
+            cfg.DATALOADER.NUM_INSTANCE,
+        )
         return build_reid_train_loader(**kwargs)
 
     def build_hooks(self):
@@ -134,8 +142,9 @@ def source_learning_rates(cfg):
         raise ValueError("source_learning_rates needs SOLVER.ITERS_PER_EPOCH > 0")
     optimizer = torch.optim.Adam([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": cfg.SOLVER.BASE_LR}])
     hook = hooks.LRScheduler(optimizer, SourceTrainer.build_lr_scheduler(cfg, optimizer, iters_per_epoch))
-    hook.trainer = trainer = SimpleNamespace(warmup_iters=cfg.SOLVER.WARMUP_ITERS,
-                                             delay_epochs=cfg.SOLVER.DELAY_EPOCHS, grad_scaler=None)
+    hook.trainer = trainer = SimpleNamespace(
+        warmup_iters=cfg.SOLVER.WARMUP_ITERS, delay_epochs=cfg.SOLVER.DELAY_EPOCHS, grad_scaler=None
+    )
     rates = []
     with EventStorage() as trainer.storage:
         for epoch in range(cfg.SOLVER.MAX_EPOCH):

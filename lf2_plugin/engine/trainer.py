@@ -12,6 +12,7 @@ What differs from ``DefaultTrainer`` (and nothing else does):
 - checkpoints also hold the pseudo labels and every RNG state, so ``--resume`` continues exactly;
 - after training, the last epoch's metrics are reported, the best epoch only beside them.
 """
+
 import glob
 import hashlib
 import json
@@ -24,6 +25,8 @@ import time
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.engine import DefaultTrainer, hooks
 from fastreid.engine.train_loop import SimpleTrainer, TrainerBase
@@ -31,7 +34,6 @@ from fastreid.utils import comm
 from fastreid.utils.checkpoint import Checkpointer
 from fastreid.utils.events import get_event_storage
 from fastreid.utils.logger import setup_logger
-from torch.nn.parallel import DistributedDataParallel
 
 from ..clustering.hook import MultiLevelClusteringHook
 from ..data.pseudo_labels import build_clustering_loader, build_pseudo_label_loaders
@@ -90,8 +92,12 @@ def _rng_state():
     np_state = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
 
@@ -99,8 +105,9 @@ def _rng_state():
 def _set_rng_state(state):
     random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
 
 
@@ -143,9 +150,12 @@ class AtomicCheckpointer(Checkpointer):
         ~0.4 GB, so the paper's 80 epochs would fill ~30 GB. Runs after the new file is tagged as the last one."""
         if self.keep_last <= 0:
             return
-        periodic = sorted((int(match.group(1)), name) for name in os.listdir(self.save_dir)
-                          if (match := self.PERIODIC_NAME.fullmatch(name)))
-        for _, name in periodic[:-self.keep_last]:
+        periodic = sorted(
+            (int(match.group(1)), name)
+            for name in os.listdir(self.save_dir)
+            if (match := self.PERIODIC_NAME.fullmatch(name))
+        )
+        for _, name in periodic[: -self.keep_last]:
             self.logger.info("Removing %s (SOLVER.CHECKPOINT_KEEP %d)", name, self.keep_last)
             os.remove(os.path.join(self.save_dir, name))
 
@@ -154,8 +164,11 @@ class AtomicCheckpointer(Checkpointer):
 
     def resume_or_load(self, path, *, resume=True):
         if resume and self.has_checkpoint() and self.save_to_disk:
-            stale_files = [path for pattern in ("*.pth.tmp.*", "last_checkpoint.tmp.*")
-                           for path in glob.glob(os.path.join(glob.escape(self.save_dir), pattern))]
+            stale_files = [
+                path
+                for pattern in ("*.pth.tmp.*", "last_checkpoint.tmp.*")
+                for path in glob.glob(os.path.join(glob.escape(self.save_dir), pattern))
+            ]
             for stale in stale_files:
                 self.logger.warning("Removing %s, left by a process killed while saving", stale)
                 os.remove(stale)
@@ -164,8 +177,11 @@ class AtomicCheckpointer(Checkpointer):
             self.logger.warning(
                 "Resuming from a checkpoint written mid-epoch (stopped by %s at iteration %d): epoch %d restarts "
                 "from its first iteration with these weights, so the result is not bit-identical to an "
-                "uninterrupted run (resuming from an epoch checkpoint model_NNNN.pth is)", checkpoint.get(
-                    "interrupted", "a signal"), checkpoint.get("iteration", -1), checkpoint.get("epoch", -1) + 1)
+                "uninterrupted run (resuming from an epoch checkpoint model_NNNN.pth is)",
+                checkpoint.get("interrupted", "a signal"),
+                checkpoint.get("iteration", -1),
+                checkpoint.get("epoch", -1) + 1,
+            )
         return checkpoint
 
     def _load_file(self, f):
@@ -178,18 +194,21 @@ class AtomicCheckpointer(Checkpointer):
         return checkpoint
 
     def _load_model(self, checkpoint):
-        stored = {k[len("module."):] if k.startswith("module.") else k: v for k, v in checkpoint["model"].items()}
+        stored = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in checkpoint["model"].items()}
         model_state = self.model.state_dict()
         backbone = [k for k in model_state if k.startswith(("backbone.", "teacher.backbone."))]
         unfit = [k for k in backbone if k not in stored or tuple(stored[k].shape) != tuple(model_state[k].shape)]
         if unfit:
             examples = "; ".join(
                 f"{k}: {tuple(stored[k].shape) if k in stored else 'missing'} in the checkpoint, "
-                f"{tuple(model_state[k].shape)} in the model" for k in unfit[:3])
+                f"{tuple(model_state[k].shape)} in the model"
+                for k in unfit[:3]
+            )
             raise RuntimeError(
                 f"{self._loading} does not fit this model's backbone: {len(unfit)} of {len(backbone)} backbone "
                 f"tensors missing or of another shape ({examples}). It was trained with another "
-                f"MODEL.BACKBONE / META_ARCHITECTURE: set them as in the config that wrote it.")
+                f"MODEL.BACKBONE / META_ARCHITECTURE: set them as in the config that wrote it."
+            )
         return super()._load_model(checkpoint)
 
 
@@ -217,10 +236,15 @@ class LF2Trainer(DefaultTrainer):
         self.iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH or len(self.target_items) // cfg.SOLVER.IMS_PER_BATCH
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.pseudo_labels = []
-        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
-                                               extra_state=self._extra_checkpoint_state,
-                                               keep_last=cfg.SOLVER.CHECKPOINT_KEEP, optimizer=optimizer,
-                                               **self.scheduler)
+        self.checkpointer = AtomicCheckpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            save_to_disk=comm.is_main_process(),
+            extra_state=self._extra_checkpoint_state,
+            keep_last=cfg.SOLVER.CHECKPOINT_KEEP,
+            optimizer=optimizer,
+            **self.scheduler,
+        )
         self.start_epoch = 0
         self.max_epoch = cfg.SOLVER.MAX_EPOCH
         self.max_iter = self.max_epoch * self.iters_per_epoch
@@ -228,10 +252,13 @@ class LF2Trainer(DefaultTrainer):
         self.delay_epochs = cfg.SOLVER.DELAY_EPOCHS
         self.cfg = cfg
         self.eval_history = []
-        self.clustering_hook = MultiLevelClusteringHook(cfg, build_clustering_loader(cfg, self.target_items),
-                                                        true_ids=true_ids,
-                                                        image_paths=[item[0] for item in self.target_items],
-                                                        camids=[item[2] for item in self.target_items])
+        self.clustering_hook = MultiLevelClusteringHook(
+            cfg,
+            build_clustering_loader(cfg, self.target_items),
+            true_ids=true_ids,
+            image_paths=[item[0] for item in self.target_items],
+            camids=[item[2] for item in self.target_items],
+        )
         self.register_hooks(self.build_hooks())
 
     # ---- data -------------------------------------------------------------------------------------------------
@@ -248,8 +275,10 @@ class LF2Trainer(DefaultTrainer):
             items.extend(dataset.train)
         batch = cfg.SOLVER.IMS_PER_BATCH
         if len(items) < batch:
-            raise ValueError(f"target train set {list(cfg.DATASETS.NAMES)} has {len(items)} images, fewer than one "
-                             f"batch (SOLVER.IMS_PER_BATCH={batch})")
+            raise ValueError(
+                f"target train set {list(cfg.DATASETS.NAMES)} has {len(items)} images, fewer than one "
+                f"batch (SOLVER.IMS_PER_BATCH={batch})"
+            )
         return items, [item[1] for item in items]
 
     @classmethod
@@ -266,16 +295,20 @@ class LF2Trainer(DefaultTrainer):
             return model
         # Parameters without a gradient (attention/fusion when FUSION.LOSS_WEIGHT is 0) need find_unused_parameters.
         device_ids = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
-        return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
-                                       find_unused_parameters=True)
+        return DistributedDataParallel(
+            model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=True
+        )
 
     def set_pseudo_labels(self, results):
         """Called by the clustering hook: new classifier, optimizer bookkeeping and one loader per level."""
         model = self.unwrapped_model
         before = dict(model.named_parameters())
         model.reset_classifier(torch.from_numpy(np.ascontiguousarray(results[0].centroids)))
-        replaced = {before[name]: param for name, param in model.named_parameters()
-                    if name in before and before[name] is not param}
+        replaced = {
+            before[name]: param
+            for name, param in model.named_parameters()
+            if name in before and before[name] is not param
+        }
         for group in self.optimizer.param_groups:
             group["params"] = [replaced.get(p, p) for p in group["params"]]
         for old in replaced:
@@ -287,8 +320,9 @@ class LF2Trainer(DefaultTrainer):
         self.pseudo_labels = [torch.from_numpy(np.asarray(r.labels, dtype=np.int64)) for r in results]
         digest = hashlib.sha1(b"".join(labels.numpy().tobytes() for labels in self.pseudo_labels)).hexdigest()
         logger.info("epoch %d pseudo-label digest %s", self.epoch, digest[:16])
-        self._trainer.set_data_loaders(build_pseudo_label_loaders(self.cfg, self.target_items,
-                                                                  [r.labels for r in results]))
+        self._trainer.set_data_loaders(
+            build_pseudo_label_loaders(self.cfg, self.target_items, [r.labels for r in results])
+        )
 
     # ---- fast-reid trainer API --------------------------------------------------------------------------------
     @classmethod
@@ -350,8 +384,11 @@ class LF2Trainer(DefaultTrainer):
         losses = [(int(it), float(v)) for v, it in self.storage.history("total_loss").values()]
         summary = {"last": last, "best_on_test_set": best, "history": self.eval_history, "total_loss": losses}
         logger.info("Final (last epoch %d): %s", last["epoch"], _format_metrics(last))
-        logger.info("Best epoch on the test set (%d, for reference only, not model selection): %s",
-                    best["epoch"], _format_metrics(best))
+        logger.info(
+            "Best epoch on the test set (%d, for reference only, not model selection): %s",
+            best["epoch"],
+            _format_metrics(best),
+        )
         with open(os.path.join(self.cfg.OUTPUT_DIR, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
         with open(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), "a") as f:

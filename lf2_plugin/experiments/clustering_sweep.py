@@ -5,6 +5,7 @@ The checkpoint is loaded strictly (:func:`lf2_plugin.deploy.load_inference_model
 dataset named. Features: an LF2 model's clustering features of one level (the Fusion Module's, as training
 clusters them), any other model's retrieval descriptor; both flip-averaged and L2-normalised, as training does.
 """
+
 import json
 import logging
 import os
@@ -48,8 +49,19 @@ def _features(model, loader, level):
         return torch.cat([descriptor(batch["images"].to(model.device)).cpu() for batch in loader]).numpy()
 
 
-def run_clustering_sweep(cfg, model, *, dataset=None, kmeans_k=(), dbscan_eps=(), dbscan_min_samples=(4,),
-                         camera_norm=(False, True), target_bn=(False, True), level=0, seed=0):
+def run_clustering_sweep(
+    cfg,
+    model,
+    *,
+    dataset=None,
+    kmeans_k=(),
+    dbscan_eps=(),
+    dbscan_min_samples=(4,),
+    camera_norm=(False, True),
+    target_bn=(False, True),
+    level=0,
+    seed=0,
+):
     """The sweep's report (dict with ``rows``) for ``model`` (loaded from ``cfg``) on ``dataset``'s train images."""
     check_grid(kmeans_k, dbscan_eps, dbscan_min_samples)
     name = dataset or target_dataset_name(cfg)
@@ -57,9 +69,16 @@ def run_clustering_sweep(cfg, model, *, dataset=None, kmeans_k=(), dbscan_eps=()
     true_ids = np.unique([item[1] for item in items], return_inverse=True)[1]
     camids = np.unique([item[2] for item in items], return_inverse=True)[1]
     loader = build_clustering_loader(cfg, items)
-    report = {"dataset": name, "weights": os.path.abspath(cfg.MODEL.WEIGHTS), "num_images": len(items),
-              "num_identities": int(true_ids.max()) + 1, "num_cameras": int(camids.max()) + 1, "level": level,
-              "feature_seconds": {}, "rows": []}
+    report = {
+        "dataset": name,
+        "weights": os.path.abspath(cfg.MODEL.WEIGHTS),
+        "num_images": len(items),
+        "num_identities": int(true_ids.max()) + 1,
+        "num_cameras": int(camids.max()) + 1,
+        "level": level,
+        "feature_seconds": {},
+        "rows": [],
+    }
     for adapt_bn in sorted(set(target_bn)):  # as saved first: re-estimating changes the model
         start = time.perf_counter()
         if adapt_bn:
@@ -67,9 +86,18 @@ def run_clustering_sweep(cfg, model, *, dataset=None, kmeans_k=(), dbscan_eps=()
         features = _features(model, loader, level)
         feature_name = f"BN {'re-estimated on the target' if adapt_bn else 'as saved'}"
         report["feature_seconds"][feature_name] = round(time.perf_counter() - start, 1)
-        report["rows"] += sweep_features(features, true_ids, camids, cfg.MODEL.LF2.CLUSTER, kmeans_k=kmeans_k,
-                                         dbscan_eps=dbscan_eps, dbscan_min_samples=dbscan_min_samples,
-                                         camera_norm=camera_norm, seed=seed, feature_name=feature_name)
+        report["rows"] += sweep_features(
+            features,
+            true_ids,
+            camids,
+            cfg.MODEL.LF2.CLUSTER,
+            kmeans_k=kmeans_k,
+            dbscan_eps=dbscan_eps,
+            dbscan_min_samples=dbscan_min_samples,
+            camera_norm=camera_norm,
+            seed=seed,
+            feature_name=feature_name,
+        )
     return report
 
 

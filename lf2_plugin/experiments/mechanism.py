@@ -18,6 +18,7 @@ Layout under ``out``: ``seed<s>/source`` (source model), ``seed<s>/states`` (the
 after every epoch), ``seed<s>/from_<source|epochE>/<variant>/result.json`` (one branch). A finished branch or step
 is kept, so an interrupted benchmark continues where it stopped; branch checkpoints are deleted once scored.
 """
+
 import json
 import logging
 import os
@@ -32,8 +33,17 @@ import torch
 from .paired import paired_difference
 from .runs import FIDELITY_VARIANTS, RESUME_STATE_KEYS, VARIANTS, read_json, train_net
 
-__all__ = ["State", "TargetTruth", "prepare_states", "run_branch", "score_labels", "next_labels", "paired_table",
-           "branch_checkpoint", "LABEL_METRICS"]
+__all__ = [
+    "State",
+    "TargetTruth",
+    "prepare_states",
+    "run_branch",
+    "score_labels",
+    "next_labels",
+    "paired_table",
+    "branch_checkpoint",
+    "LABEL_METRICS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +77,14 @@ def prepare_states(out, config_dir, seeds, epochs, env, opts=()):
     for seed in seeds:
         seed_dir = os.path.join(out, f"seed{seed}")
         source = os.path.join(seed_dir, "source", "model_final.pth")
-        train_net(os.path.join(config_dir, "source.yml"), os.path.dirname(source), "SEED", seed, env=env,
-                  reuse_if="model_final.pth")
+        train_net(
+            os.path.join(config_dir, "source.yml"),
+            os.path.dirname(source),
+            "SEED",
+            seed,
+            env=env,
+            reuse_if="model_final.pth",
+        )
         states.append(State(seed, None, source))
         if not epochs:
             continue
@@ -76,9 +92,22 @@ def prepare_states(out, config_dir, seeds, epochs, env, opts=()):
         if not all(os.path.exists(_epoch_checkpoint(run_dir, epoch)) for epoch in epochs):
             shutil.rmtree(run_dir, ignore_errors=True)  # interrupted, or run for fewer epochs
             # one epoch more than the last state, so that every state is a periodic checkpoint model_<epoch>
-            train_net(os.path.join(config_dir, "lf2.yml"), run_dir, "MODEL.WEIGHTS", source, "SEED", seed, *opts,
-                      "SOLVER.MAX_EPOCH", max(epochs) + 2, "SOLVER.CHECKPOINT_PERIOD", 1,
-                      "SOLVER.CHECKPOINT_KEEP", 0, env=env)
+            train_net(
+                os.path.join(config_dir, "lf2.yml"),
+                run_dir,
+                "MODEL.WEIGHTS",
+                source,
+                "SEED",
+                seed,
+                *opts,
+                "SOLVER.MAX_EPOCH",
+                max(epochs) + 2,
+                "SOLVER.CHECKPOINT_PERIOD",
+                1,
+                "SOLVER.CHECKPOINT_KEEP",
+                0,
+                env=env,
+            )
         states += [State(seed, epoch, _epoch_checkpoint(run_dir, epoch)) for epoch in sorted(epochs)]
     return states
 
@@ -106,8 +135,10 @@ def _check_branchable(cfg):
     """Branches drop the optimizer and scheduler state: valid only if the run would have dropped it anyway."""
     lr_changes = cfg.SOLVER.WARMUP_ITERS > 0 or any(step < cfg.SOLVER.MAX_EPOCH for step in cfg.SOLVER.STEPS)
     if not cfg.SOLVER.RESET_OPTIMIZER_EACH_EPOCH or lr_changes or cfg.SOLVER.SCHED != "MultiStepLR":
-        raise ValueError("the mechanism benchmark branches a run without its optimizer and scheduler state: it "
-                         "needs SOLVER.RESET_OPTIMIZER_EACH_EPOCH True and a constant learning rate")
+        raise ValueError(
+            "the mechanism benchmark branches a run without its optimizer and scheduler state: it "
+            "needs SOLVER.RESET_OPTIMIZER_EACH_EPOCH True and a constant learning rate"
+        )
 
 
 def _branch_dir(out, state, variant):
@@ -136,17 +167,20 @@ def run_branch(state, variant, out, config_dir, env, opts=()):
         branch_checkpoint(state.weights, run_dir, state.epoch)
         train_net(config, run_dir, *overrides, "SOLVER.MAX_EPOCH", epoch + 1, flags=("--resume",), env=env)
     final = os.path.join(run_dir, "model_final.pth")
-    cfg = build_config(config, [*overrides, "MODEL.WEIGHTS", final, "OUTPUT_DIR", run_dir,
-                                "MODEL.BACKBONE.PRETRAIN", False])
-    labels = [np.asarray(level) for level in torch.load(final, map_location="cpu",
-                                                         weights_only=False)["pseudo_labels"]]
+    cfg = build_config(
+        config, [*overrides, "MODEL.WEIGHTS", final, "OUTPUT_DIR", run_dir, "MODEL.BACKBONE.PRETRAIN", False]
+    )
+    labels = [np.asarray(level) for level in torch.load(final, map_location="cpu", weights_only=False)["pseudo_labels"]]
     target = TargetTruth.of(cfg)
     result = {
-        "state": state.tag, "variant": variant, "epoch": epoch,
+        "state": state.tag,
+        "variant": variant,
+        "epoch": epoch,
         "metrics": read_json(os.path.join(run_dir, "summary.json"))["last"],
         "labels": score_labels(target, labels),
         "next_labels": score_labels(target, next_labels(cfg, target.items, final, epoch + 1)),
-        "seconds": round(time.perf_counter() - wall, 1), "cpu_seconds": round(_cpu_seconds() - cpu, 1),
+        "seconds": round(time.perf_counter() - wall, 1),
+        "cpu_seconds": round(_cpu_seconds() - cpu, 1),
     }
     for name in os.listdir(run_dir):  # scored: the branch's checkpoints are not needed any more
         if name.endswith(".pth"):
@@ -188,9 +222,13 @@ def next_labels(cfg, items, weights, epoch):
     model = LF2Trainer.build_model(cfg)
     AtomicCheckpointer(model, "").load(weights)
     features = extract_clustering_features(model, build_clustering_loader(cfg, items), flip=True, progress=False)
-    results = distributed_cluster_levels(features, cfg.MODEL.LF2.CLUSTER, seed=epoch_cluster_seed(cfg, epoch),
-                                         min_clusters=resolve_min_clusters(cfg),
-                                         camids=cluster_camids(cfg, [item[2] for item in items]))
+    results = distributed_cluster_levels(
+        features,
+        cfg.MODEL.LF2.CLUSTER,
+        seed=epoch_cluster_seed(cfg, epoch),
+        min_clusters=resolve_min_clusters(cfg),
+        camids=cluster_camids(cfg, [item[2] for item in items]),
+    )
     return [r.labels for r in results]
 
 
@@ -229,8 +267,12 @@ def paired_table(results, variants, baseline="lf2", num_levels=3):
     """Paired differences ``variant − baseline`` over the states, for mAP, Rank-1 and every label metric of every
     level both have. ``results``: {state tag: {variant: result}}."""
     states = sorted(results)
-    metrics = ["mAP", "Rank-1"] + [f"{kind}/{level}/{key}" for kind in ("labels", "next_labels")
-                                   for level in range(num_levels) for key in LABEL_METRICS]
+    metrics = ["mAP", "Rank-1"] + [
+        f"{kind}/{level}/{key}"
+        for kind in ("labels", "next_labels")
+        for level in range(num_levels)
+        for key in LABEL_METRICS
+    ]
     pairs = []
     for variant in variants:
         if variant == baseline:
@@ -241,8 +283,9 @@ def paired_table(results, variants, baseline="lf2", num_levels=3):
             if any(v is None for v in a + b):
                 continue
             digits = 2 if "/" not in metric else 4
-            pairs.append(paired_difference(variant, baseline, metric, a, b, states, digits=digits,
-                                           unit_key="per_state"))
+            pairs.append(
+                paired_difference(variant, baseline, metric, a, b, states, digits=digits, unit_key="per_state")
+            )
     return pairs
 
 
@@ -261,8 +304,11 @@ def run_benchmark(out, config_dir, seeds, epochs, variants, env, opts=(), run=Tr
     """The states, every branch from each (unless ``run`` is False: only what is already finished) and the
     paired table. Returns the summary that docs/benchmarks/ keeps."""
     wall, cpu = time.perf_counter(), _cpu_seconds()
-    states = prepare_states(out, config_dir, seeds, epochs, env, opts) if run else \
-        [State(seed, epoch, "") for seed in seeds for epoch in (None, *sorted(epochs))]
+    states = (
+        prepare_states(out, config_dir, seeds, epochs, env, opts)
+        if run
+        else [State(seed, epoch, "") for seed in seeds for epoch in (None, *sorted(epochs))]
+    )
     states_cpu = _cpu_seconds() - cpu
     if run:
         for state in states:
@@ -270,28 +316,49 @@ def run_benchmark(out, config_dir, seeds, epochs, variants, env, opts=(), run=Tr
                 run_branch(state, variant, out, config_dir, env, opts)
     results = finished_results(out, states, variants)
     return {
-        "config_dir": os.path.relpath(config_dir), "seeds": list(seeds), "epochs": list(epochs),
-        "variants": list(variants), "opts": [str(o) for o in opts], "states": sorted(results),
+        "config_dir": os.path.relpath(config_dir),
+        "seeds": list(seeds),
+        "epochs": list(epochs),
+        "variants": list(variants),
+        "opts": [str(o) for o in opts],
+        "states": sorted(results),
         "paired": paired_table(results, variants),
-        "cpu_minutes": {"states (this call)": round(states_cpu / 60, 1),
-                        **{v: round(sum(r[v]["cpu_seconds"] for r in results.values()) / 60, 1) for v in variants}},
+        "cpu_minutes": {
+            "states (this call)": round(states_cpu / 60, 1),
+            **{v: round(sum(r[v]["cpu_seconds"] for r in results.values()) / 60, 1) for v in variants},
+        },
         "wall_minutes (this call)": round((time.perf_counter() - wall) / 60, 1),
         "results": results,
     }
 
 
 # what format_table prints (the JSON holds every metric of every level)
-HEADLINE_METRICS = ("mAP", "Rank-1", "labels/0/pairwise_f1", "labels/1/pairwise_f1", "labels/2/pairwise_f1",
-                    "labels/0/group_mates", "labels/1/group_mates", "labels/2/group_mates",
-                    "next_labels/0/pairwise_f1", "next_labels/1/pairwise_f1", "next_labels/2/pairwise_f1")
+HEADLINE_METRICS = (
+    "mAP",
+    "Rank-1",
+    "labels/0/pairwise_f1",
+    "labels/1/pairwise_f1",
+    "labels/2/pairwise_f1",
+    "labels/0/group_mates",
+    "labels/1/group_mates",
+    "labels/2/group_mates",
+    "next_labels/0/pairwise_f1",
+    "next_labels/1/pairwise_f1",
+    "next_labels/2/pairwise_f1",
+)
 
 
 def format_table(summary):
-    lines = [f"{len(summary['states'])} starting states; paired differences variant − lf2",
-             "| variant − lf2 | metric | mean | 95% CI | n | variant higher in |", "|---|---|--:|---|--:|--:|"]
+    lines = [
+        f"{len(summary['states'])} starting states; paired differences variant − lf2",
+        "| variant − lf2 | metric | mean | 95% CI | n | variant higher in |",
+        "|---|---|--:|---|--:|--:|",
+    ]
     for pair in summary["paired"]:
         if pair["metric"] in HEADLINE_METRICS:
-            lines.append(f"| {pair['a']} − {pair['b']} | {pair['metric']} | {pair['mean']:+g} | "
-                         f"[{pair['ci95'][0]:+g}, {pair['ci95'][1]:+g}] | {pair['n']} | {pair['better_in']} |")
+            lines.append(
+                f"| {pair['a']} − {pair['b']} | {pair['metric']} | {pair['mean']:+g} | "
+                f"[{pair['ci95'][0]:+g}, {pair['ci95'][1]:+g}] | {pair['n']} | {pair['better_in']} |"
+            )
     lines.append("CPU minutes: " + ", ".join(f"{k} {v}" for k, v in summary["cpu_minutes"].items()))
     return "\n".join(lines)

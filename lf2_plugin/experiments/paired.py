@@ -1,4 +1,5 @@
 """Paired differences with a 95% Student-t interval: the one format every comparison in docs/benchmarks/ uses."""
+
 import math
 import statistics
 
@@ -21,7 +22,15 @@ def paired_difference(a, b, metric, a_values, b_values, units, *, digits=2, unit
     mean = statistics.mean(diffs) if n else math.nan
     std = statistics.stdev(diffs) if n > 1 else 0.0
     half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-    return {"a": a, "b": b, "metric": metric, unit_key: [round(d, digits) for d in diffs],
-            "units": list(units), "n": n, "mean": round(mean, digits), "std": round(std, digits),
-            "ci95": [round(mean - half, digits), round(mean + half, digits)],
-            "better_in": f"{sum(d > 0 for d in diffs)}/{n}"}
+    return {
+        "a": a,
+        "b": b,
+        "metric": metric,
+        unit_key: [round(d, digits) for d in diffs],
+        "units": list(units),
+        "n": n,
+        "mean": round(mean, digits),
+        "std": round(std, digits),
+        "ci95": [round(mean - half, digits), round(mean + half, digits)],
+        "better_in": f"{sum(d > 0 for d in diffs)}/{n}",
+    }

@@ -2,6 +2,7 @@
 
 The steps run the repository's own ``tools/train_net.py``: this module needs the checkout (``pip install -e``).
 """
+
 import json
 import os
 import subprocess
@@ -30,8 +31,19 @@ FIDELITY_VARIANTS = {
 # checkpoint entries only resuming the same run needs (the optimizer's and schedulers' state)
 RESUME_STATE_KEYS = ("optimizer", "lr_sched", "warmup_sched")
 
-__all__ = ["ROOT", "TRAIN_NET", "METRICS", "VARIANTS", "FIDELITY_VARIANTS", "RESUME_STATE_KEYS", "train_net", "metrics_row", "read_json", "datasets_env",
-           "keep_final_weights_only"]
+__all__ = [
+    "ROOT",
+    "TRAIN_NET",
+    "METRICS",
+    "VARIANTS",
+    "FIDELITY_VARIANTS",
+    "RESUME_STATE_KEYS",
+    "train_net",
+    "metrics_row",
+    "read_json",
+    "datasets_env",
+    "keep_final_weights_only",
+]
 
 
 def train_net(config, out_dir, *opts, flags=(), env=None, reuse_if=None):
@@ -45,8 +57,12 @@ def train_net(config, out_dir, *opts, flags=(), env=None, reuse_if=None):
     if reuse_if and os.path.exists(os.path.join(out_dir, reuse_if)):
         print(f"reusing the finished run in {out_dir} (remove it to run again): {' '.join(cmd[1:])}", flush=True)
         return None
-    if reuse_if and "--eval-only" not in flags and "--resume" not in flags and \
-            os.path.exists(os.path.join(out_dir, "last_checkpoint")):
+    if (
+        reuse_if
+        and "--eval-only" not in flags
+        and "--resume" not in flags
+        and os.path.exists(os.path.join(out_dir, "last_checkpoint"))
+    ):
         cmd.insert(cmd.index("--config-file"), "--resume")  # interrupted: continue from its last checkpoint
     print("$", " ".join(cmd), flush=True)
     with open(os.path.join(out_dir, "stdout.log"), "a" if "--resume" in cmd else "w") as log:

@@ -10,6 +10,7 @@ Official layout (DJEddyking/LF2 ``reid/models/resnet.py``): the ``Encoder`` stat
 ``BN_u/BN_l``, ``ca_upper/ca_low.se.{0,2}`` (1×1 convolutions) and the unused ``feat_bn``. The source model
 (``reid/models/resnet_source.py``) has ``module.base.*``, ``module.feat_bn.*``, ``module.classifier.weight``.
 """
+
 import logging
 import os
 import re
@@ -47,7 +48,7 @@ def checkpoint_state_dict(checkpoint):
             checkpoint = checkpoint[key]
             break
     if checkpoint and all(k.startswith("module.") for k in checkpoint):
-        checkpoint = OrderedDict((k[len("module."):], v) for k, v in checkpoint.items())
+        checkpoint = OrderedDict((k[len("module.") :], v) for k, v in checkpoint.items())
     return checkpoint
 
 
@@ -64,8 +65,10 @@ def load_checkpoint_file(path):
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as error:
-            raise RuntimeError(f"cannot read checkpoint {path} ({os.path.getsize(path)} bytes): "
-                               f"{type(error).__name__}: {error}. Is it a complete torch checkpoint?") from None
+            raise RuntimeError(
+                f"cannot read checkpoint {path} ({os.path.getsize(path)} bytes): "
+                f"{type(error).__name__}: {error}. Is it a complete torch checkpoint?"
+            ) from None
 
 
 def is_lf2_state_dict(state_dict):
@@ -113,7 +116,7 @@ def load_source_weights(model, state_dict_or_path, bnneck_to_global_bn=None):
             targets[TEACHER_PREFIX + key] = key
         elif bnneck_to_global_bn and key.startswith("heads.bottleneck.0."):
             for prefix in ("", TEACHER_PREFIX):
-                targets[prefix + "heads.bn_global.norm." + key[len("heads.bottleneck.0."):]] = key
+                targets[prefix + "heads.bn_global.norm." + key[len("heads.bottleneck.0.") :]] = key
 
     model_state = model.state_dict()
     loaded, mismatched, values = [], [], {}
@@ -130,18 +133,27 @@ def load_source_weights(model, state_dict_or_path, bnneck_to_global_bn=None):
     fresh = [k for k in model_state if k not in values]
     model.load_state_dict(values, strict=False)
 
-    rows = (_group_rows("loaded", loaded, collapse=True) + _group_rows("fresh", fresh, collapse=False)
-            + _group_rows("unused (source)", unused, collapse=False)
-            + [("shape mismatch", k, f"{tuple(source[targets[k]].shape)} -> {tuple(model_state[k].shape)}")
-               for k in mismatched])
-    logger.info("Source weights -> LF2 (tensor counts):\n%s",
-                tabulate(rows, headers=["status", "layer", "tensors"], tablefmt="pipe"))
+    rows = (
+        _group_rows("loaded", loaded, collapse=True)
+        + _group_rows("fresh", fresh, collapse=False)
+        + _group_rows("unused (source)", unused, collapse=False)
+        + [
+            ("shape mismatch", k, f"{tuple(source[targets[k]].shape)} -> {tuple(model_state[k].shape)}")
+            for k in mismatched
+        ]
+    )
+    logger.info(
+        "Source weights -> LF2 (tensor counts):\n%s",
+        tabulate(rows, headers=["status", "layer", "tensors"], tablefmt="pipe"),
+    )
 
     backbone_missing = [k for k in model_state if k.startswith("backbone.") and k not in values]
     if backbone_missing:
-        raise RuntimeError(f"source checkpoint did not fill the backbone: {len(backbone_missing)} tensors missing "
-                           f"or mismatched, e.g. {backbone_missing[:5]} (check MODEL.BACKBONE.* against the "
-                           f"source config)")
+        raise RuntimeError(
+            f"source checkpoint did not fill the backbone: {len(backbone_missing)} tensors missing "
+            f"or mismatched, e.g. {backbone_missing[:5]} (check MODEL.BACKBONE.* against the "
+            f"source config)"
+        )
     return {"loaded": loaded, "fresh": fresh, "unused": unused, "mismatched": mismatched}
 
 
@@ -155,7 +167,7 @@ def _official_network_key(key, prefix, source_layout=False):
         return f"{prefix}backbone.{child}.{match.group(2)}"
     if source_layout:
         if key.startswith("feat_bn."):
-            return "heads.bottleneck.0." + key[len("feat_bn."):]
+            return "heads.bottleneck.0." + key[len("feat_bn.") :]
         if key == "classifier.weight":
             return "heads.weight"
         raise KeyError(f"unexpected official source-model key {key}")
@@ -180,7 +192,7 @@ def official_key(key, encoder=True):
     network, _, rest = key.partition(".")
     if network not in ("model", "model_ema"):
         raise KeyError(f"unexpected official key {key}")
-    rest = rest[len("module."):] if rest.startswith("module.") else rest
+    rest = rest[len("module.") :] if rest.startswith("module.") else rest
     return _official_network_key(rest, TEACHER_PREFIX if network == "model_ema" else "")
 
 
@@ -212,6 +224,9 @@ def convert_official_state_dict(official):
     if is_encoder:
         num_classes, feat_dim = converted["heads.weight"].shape
         expert_in = converted["heads.experts.0.fc.weight"].shape[1]
-        info.update(num_classes=int(num_classes), feat_dim=int(feat_dim),
-                    expert="concat" if expert_in == 2 * feat_dim else "sum")
+        info.update(
+            num_classes=int(num_classes),
+            feat_dim=int(feat_dim),
+            expert="concat" if expert_in == 2 * feat_dim else "sum",
+        )
     return converted, info

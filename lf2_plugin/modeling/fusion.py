@@ -6,6 +6,7 @@ channel, so ``pool(T ⊙ Z_j) = Z_j ⊙ pool(T)`` and the module works on pooled
 docs/MODEL.md). Negative ``Z_j`` (a backbone whose map is not post-ReLU) is handled exactly too:
 ``max(T·z) = z·min(T)`` when ``z < 0``.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn

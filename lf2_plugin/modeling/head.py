@@ -4,6 +4,7 @@ Registered in fast-reid's ``REID_HEADS_REGISTRY`` (``MODEL.HEADS.NAME: LF2Head``
 ``reid/models/resnet.py::ResNet`` of DJEddyking/LF2 (``BN_g``, ``classifier``, ``adativeFC_upper/low``,
 ``BN_u/BN_l``, ``ca_upper/ca_low``), generalised from K = 2 to any K >= 0.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,8 +67,17 @@ class LF2Head(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, feat_dim, num_classes, num_parts=2, expert_type="concat", pool_type="avg+max",
-                 reduction=4, norm_type="BN"):
+    def __init__(
+        self,
+        *,
+        feat_dim,
+        num_classes,
+        num_parts=2,
+        expert_type="concat",
+        pool_type="avg+max",
+        reduction=4,
+        norm_type="BN",
+    ):
         super().__init__()
         if pool_type not in POOL_TYPES:
             raise ValueError(f"MODEL.LF2.POOL must be one of {POOL_TYPES}, got {pool_type!r}")
@@ -106,8 +116,9 @@ class LF2Head(nn.Module):
         [Z_1..Z_K] if ``with_attention``; ``"stripes"`` the :class:`PooledMap` of each stripe.
         """
         if feature_map.size(1) != self.feat_dim:
-            raise ValueError(f"LF2Head expects {self.feat_dim} channels (MODEL.BACKBONE.FEAT_DIM), got "
-                             f"{feature_map.size(1)}")
+            raise ValueError(
+                f"LF2Head expects {self.feat_dim} channels (MODEL.BACKBONE.FEAT_DIM), got {feature_map.size(1)}"
+            )
         outputs = {"global": self.bn_global(PooledMap(feature_map).pooled(self.pool_type))}
         if with_logits:
             outputs["logits"] = F.linear(outputs["global"], self.weight)
@@ -128,6 +139,9 @@ class LF2Head(nn.Module):
             raise ValueError(f"MODEL.LF2.EVAL_FEATURE must be one of {EVAL_FEATURES}, got {feature!r}")
         if feature == "parts" and not outputs["parts"]:
             raise ValueError("MODEL.LF2.EVAL_FEATURE 'parts' needs MODEL.LF2.NUM_PARTS >= 1")
-        selected = {"concat": [outputs["global"]] + outputs["parts"], "global": [outputs["global"]],
-                    "parts": outputs["parts"]}[feature]
+        selected = {
+            "concat": [outputs["global"]] + outputs["parts"],
+            "global": [outputs["global"]],
+            "parts": outputs["parts"],
+        }[feature]
         return torch.cat(selected, dim=1)

@@ -9,6 +9,7 @@ fast-reid's own functions are close but not equal, hence these:
   ``log(1+exp(x))`` without overflow protection and then silently switches to a hard margin-0.3 loss when it
   overflows; the official ``SoftTripletLoss(margin=0)`` (a log-softmax) never does.
 """
+
 import torch.nn.functional as F
 
 from fastreid.modeling.losses import cross_entropy_loss, triplet_loss

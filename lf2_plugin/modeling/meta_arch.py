@@ -1,4 +1,5 @@
 """The LF2 meta-architecture (student + mean teacher + Fusion Module) and the source-stage Baseline."""
+
 import copy
 import logging
 
@@ -75,22 +76,39 @@ class LF2(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, backbone, heads, fusion, pixel_mean, pixel_std, ema_alpha=0.999,
-                 teacher_bn_update="forward", fusion_enabled=True, fusion_loss_weight=0.0,
-                 part_triplet_weight=0.5, eval_normalize=False, eval_feature="concat", source_bnneck_to_global_bn=False,
-                 loss_kwargs=None):
+    def __init__(
+        self,
+        *,
+        backbone,
+        heads,
+        fusion,
+        pixel_mean,
+        pixel_std,
+        ema_alpha=0.999,
+        teacher_bn_update="forward",
+        fusion_enabled=True,
+        fusion_loss_weight=0.0,
+        part_triplet_weight=0.5,
+        eval_normalize=False,
+        eval_feature="concat",
+        source_bnneck_to_global_bn=False,
+        loss_kwargs=None,
+    ):
         super().__init__()
         if not isinstance(heads, LF2Head):
             raise TypeError(f"LF2 needs MODEL.HEADS.NAME: LF2Head, got {type(heads).__name__}")
         if teacher_bn_update not in BN_UPDATE_POLICIES:
-            raise ValueError(f"MODEL.LF2.TEACHER.BN_UPDATE must be one of {BN_UPDATE_POLICIES}, "
-                             f"got {teacher_bn_update!r}")
+            raise ValueError(
+                f"MODEL.LF2.TEACHER.BN_UPDATE must be one of {BN_UPDATE_POLICIES}, got {teacher_bn_update!r}"
+            )
         if fusion_loss_weight > 0 and not fusion_enabled:
             raise ValueError("MODEL.LF2.FUSION.LOSS_WEIGHT > 0 needs MODEL.LF2.FUSION.ENABLED: True")
         # checked here, not at the first evaluation hours into training
         if eval_feature not in EVAL_FEATURES or (eval_feature == "parts" and heads.num_parts == 0):
-            raise ValueError(f"MODEL.LF2.EVAL_FEATURE must be one of {EVAL_FEATURES} ('parts' needs "
-                             f"MODEL.LF2.NUM_PARTS >= 1), got {eval_feature!r} with {heads.num_parts} parts")
+            raise ValueError(
+                f"MODEL.LF2.EVAL_FEATURE must be one of {EVAL_FEATURES} ('parts' needs "
+                f"MODEL.LF2.NUM_PARTS >= 1), got {eval_feature!r} with {heads.num_parts} parts"
+            )
         if fusion.num_parts != heads.num_parts:
             raise ValueError(f"Fusion Module has {fusion.num_parts} parts, the head {heads.num_parts}")
         self.backbone = backbone
@@ -107,9 +125,10 @@ class LF2(nn.Module):
         self.eval_normalize = eval_normalize
         self.eval_feature = eval_feature
         self.source_bnneck_to_global_bn = source_bnneck_to_global_bn
-        self.loss_kwargs = loss_kwargs or {"ce": {"eps": 0.1, "alpha": 0.2, "scale": 1.0},
-                                           "tri": {"margin": 0.0, "norm_feat": False, "hard_mining": True,
-                                                   "scale": 1.0}}
+        self.loss_kwargs = loss_kwargs or {
+            "ce": {"eps": 0.1, "alpha": 0.2, "scale": 1.0},
+            "tri": {"margin": 0.0, "norm_feat": False, "hard_mining": True, "scale": 1.0},
+        }
         self.train(self.training)
 
     @classmethod
@@ -130,10 +149,17 @@ class LF2(nn.Module):
             "eval_feature": lf2.EVAL_FEATURE,
             "source_bnneck_to_global_bn": lf2.SOURCE_BNNECK_TO_GLOBAL_BN,
             "loss_kwargs": {
-                "ce": {"eps": cfg.MODEL.LOSSES.CE.EPSILON, "alpha": cfg.MODEL.LOSSES.CE.ALPHA,
-                       "scale": cfg.MODEL.LOSSES.CE.SCALE},
-                "tri": {"margin": cfg.MODEL.LOSSES.TRI.MARGIN, "norm_feat": cfg.MODEL.LOSSES.TRI.NORM_FEAT,
-                        "hard_mining": cfg.MODEL.LOSSES.TRI.HARD_MINING, "scale": cfg.MODEL.LOSSES.TRI.SCALE},
+                "ce": {
+                    "eps": cfg.MODEL.LOSSES.CE.EPSILON,
+                    "alpha": cfg.MODEL.LOSSES.CE.ALPHA,
+                    "scale": cfg.MODEL.LOSSES.CE.SCALE,
+                },
+                "tri": {
+                    "margin": cfg.MODEL.LOSSES.TRI.MARGIN,
+                    "norm_feat": cfg.MODEL.LOSSES.TRI.NORM_FEAT,
+                    "hard_mining": cfg.MODEL.LOSSES.TRI.HARD_MINING,
+                    "scale": cfg.MODEL.LOSSES.TRI.SCALE,
+                },
             },
         }
 
@@ -171,8 +197,7 @@ class LF2(nn.Module):
         """The teacher's concat(g, f_1, ..., f_K) descriptor, [B, (K+1)·C] (``MODEL.LF2.EVAL_FEATURE``: or g, or
         the parts alone)."""
         images = self.preprocess_image(batched_inputs)
-        teacher_outputs = self.teacher.heads(self.teacher.backbone(images), with_logits=False,
-                                             with_attention=False)
+        teacher_outputs = self.teacher.heads(self.teacher.backbone(images), with_logits=False, with_attention=False)
         descriptor = self.teacher.heads.descriptor(teacher_outputs, self.eval_feature)
         return F.normalize(descriptor, dim=1) if self.eval_normalize else descriptor
 
@@ -181,22 +206,26 @@ class LF2(nn.Module):
         num_levels = self.num_parts + 1
         if isinstance(batched_inputs, (list, tuple)):
             if len(batched_inputs) != num_levels:
-                raise ValueError(f"LF2 with K={self.num_parts} stripes needs {num_levels} batches (one per level), "
-                                 f"got {len(batched_inputs)}")
-            return [(batch, {level: batch["targets"].to(self.device).view(-1)})
-                    for level, batch in enumerate(batched_inputs)]
+                raise ValueError(
+                    f"LF2 with K={self.num_parts} stripes needs {num_levels} batches (one per level), "
+                    f"got {len(batched_inputs)}"
+                )
+            return [
+                (batch, {level: batch["targets"].to(self.device).view(-1)})
+                for level, batch in enumerate(batched_inputs)
+            ]
         targets = batched_inputs["targets"].to(self.device)
         if targets.dim() == 1:
             return [(batched_inputs, {level: targets for level in range(num_levels)})]
         if targets.dim() != 2 or targets.size(1) != num_levels:
-            raise ValueError(f"targets must be [B] or [B, {num_levels}] for K={self.num_parts}, "
-                             f"got {tuple(targets.shape)}")
+            raise ValueError(
+                f"targets must be [B] or [B, {num_levels}] for K={self.num_parts}, got {tuple(targets.shape)}"
+            )
         return [(batched_inputs, {level: targets[:, level] for level in range(num_levels)})]
 
     def _level_losses(self, batch, level_targets):
         images = self.preprocess_image(batch)
-        student = self.heads(self.backbone(images), with_logits=0 in level_targets,
-                             with_attention=self.fusion_enabled)
+        student = self.heads(self.backbone(images), with_logits=0 in level_targets, with_attention=self.fusion_enabled)
         with torch.no_grad():
             teacher_map = self.teacher.backbone(images)
             if self.teacher.training:
@@ -213,16 +242,19 @@ class LF2(nn.Module):
         losses = {}
         if 0 in level_targets:
             _log_accuracy(student["logits"], level_targets[0])
-            losses["loss_cls"] = label_smooth_cross_entropy(student["logits"], level_targets[0],
-                                                            ce["eps"]) * ce["scale"]
+            losses["loss_cls"] = (
+                label_smooth_cross_entropy(student["logits"], level_targets[0], ce["eps"]) * ce["scale"]
+            )
             losses["loss_triplet"] = triplet(student["global"], level_targets[0]) * tri["scale"]
         part_levels = [level for level in level_targets if level > 0]
         if part_levels:
             losses["loss_part_triplet"] = self.part_triplet_weight * sum(
-                triplet(student["parts"][level - 1], level_targets[level]) for level in part_levels)
+                triplet(student["parts"][level - 1], level_targets[level]) for level in part_levels
+            )
         if self.fusion_loss_weight > 0:
             losses["loss_fusion_triplet"] = self.fusion_loss_weight * sum(
-                triplet(fused[level], targets) for level, targets in level_targets.items())
+                triplet(fused[level], targets) for level, targets in level_targets.items()
+            )
         return losses
 
     def _fused_features(self, teacher_map, attended):
@@ -271,13 +303,18 @@ class LF2(nn.Module):
         if self.teacher_bn_update == "ema":
             tensor_pairs.append(("buffers", self.teacher.named_buffers(), "named_buffers"))
         for kind, teacher_tensors, accessor in tensor_pairs:
-            student_tensors = {f"{prefix}.{name}": tensor for prefix, module in student.items()
-                               for name, tensor in getattr(module, accessor)()}
+            student_tensors = {
+                f"{prefix}.{name}": tensor
+                for prefix, module in student.items()
+                for name, tensor in getattr(module, accessor)()
+            }
             for name, teacher_tensor in teacher_tensors:
                 student_tensor = student_tensors[name]
                 if teacher_tensor.shape != student_tensor.shape:
-                    raise RuntimeError(f"EMA: teacher {kind[:-1]} {name} {tuple(teacher_tensor.shape)} != student "
-                                       f"{tuple(student_tensor.shape)}")
+                    raise RuntimeError(
+                        f"EMA: teacher {kind[:-1]} {name} {tuple(teacher_tensor.shape)} != student "
+                        f"{tuple(student_tensor.shape)}"
+                    )
                 if teacher_tensor.is_floating_point():
                     teacher_tensor.mul_(momentum).add_(student_tensor, alpha=1.0 - momentum)
                 else:
@@ -343,9 +380,14 @@ class LF2SourceBaseline(Baseline):
         ce, tri = self.loss_kwargs["ce"], self.loss_kwargs["tri"]
         loss_dict = {}
         if "CrossEntropyLoss" in names:
-            loss_dict["loss_cls"] = label_smooth_cross_entropy(outputs["cls_outputs"], gt_labels,
-                                                               ce["eps"]) * ce["scale"]
+            loss_dict["loss_cls"] = (
+                label_smooth_cross_entropy(outputs["cls_outputs"], gt_labels, ce["eps"]) * ce["scale"]
+            )
         if "TripletLoss" in names:
-            loss_dict["loss_triplet"] = batch_hard_triplet_loss(
-                outputs["features"], gt_labels, tri["margin"], tri["norm_feat"], tri["hard_mining"]) * tri["scale"]
+            loss_dict["loss_triplet"] = (
+                batch_hard_triplet_loss(
+                    outputs["features"], gt_labels, tri["margin"], tri["norm_feat"], tri["hard_mining"]
+                )
+                * tri["scale"]
+            )
         return loss_dict

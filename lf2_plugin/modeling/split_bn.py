@@ -6,6 +6,7 @@ Single-GPU runs of these methods lose several mAP points because BN sees 64 imag
 splits every training batch into ``s`` chunks for every BN layer, normalises each chunk with its own statistics and
 updates the running statistics from the first chunk only, which is exactly that behaviour.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,10 +25,21 @@ class SplitBatchNormMixin:
         self.num_batches_tracked += 1
         momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
         chunks = x.chunk(self.num_splits)
-        return torch.cat([
-            F.batch_norm(chunk, self.running_mean if i == 0 else None, self.running_var if i == 0 else None,
-                         self.weight, self.bias, True, momentum, self.eps)
-            for i, chunk in enumerate(chunks)])
+        return torch.cat(
+            [
+                F.batch_norm(
+                    chunk,
+                    self.running_mean if i == 0 else None,
+                    self.running_var if i == 0 else None,
+                    self.weight,
+                    self.bias,
+                    True,
+                    momentum,
+                    self.eps,
+                )
+                for i, chunk in enumerate(chunks)
+            ]
+        )
 
 
 def convert_split_batchnorm(module, num_splits):

@@ -4,6 +4,7 @@
 ``tests/test_official_parity.py`` (with ``LF2_OFFICIAL_DIR``) and ``tools/compare_official.py`` use
 :func:`run_cases`. docs/FIDELITY.md lists every official training choice and where the plugin stands.
 """
+
 from . import cases
 from .official import OFFICIAL_COMMIT, OfficialLF2, official_runtime
 

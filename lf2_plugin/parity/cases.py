@@ -16,6 +16,7 @@ what the official code computes with what the plugin's real training path comput
 
 ``rows`` are :class:`Row` records; :func:`format_table` prints them (``tools/compare_official.py``).
 """
+
 import math
 import os
 from dataclasses import dataclass
@@ -40,8 +41,18 @@ ADAM_STEP_TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-3}
 # absolute tolerance of parameters that only rounding noise moves (through the same amplification)
 NOISE_ATOL = 1e-10
 
-__all__ = ["Row", "REAL_DIRECTIONS", "target_step_case", "clustering_case", "sampler_case", "source_step_case",
-           "evaluation_case", "defaults_case", "format_table", "direction_config"]
+__all__ = [
+    "Row",
+    "REAL_DIRECTIONS",
+    "target_step_case",
+    "clustering_case",
+    "sampler_case",
+    "source_step_case",
+    "evaluation_case",
+    "defaults_case",
+    "format_table",
+    "direction_config",
+]
 
 
 @dataclass
@@ -62,10 +73,15 @@ class Row:
 
 def format_table(rows):
     """Markdown table of ``rows``."""
-    lines = ["| case | quantity | max abs diff | max rel diff | tolerance | ok | worst tensor |",
-             "|---|---|--:|--:|--:|---|---|"]
-    lines += [f"| {r.case} | {r.quantity} | {r.max_abs:.3g} | {r.max_rel:.3g} | {r.tolerance:.0e} | "
-              f"{'yes' if r.passed else 'NO'} | {r.worst} |" for r in rows]
+    lines = [
+        "| case | quantity | max abs diff | max rel diff | tolerance | ok | worst tensor |",
+        "|---|---|--:|--:|--:|---|---|",
+    ]
+    lines += [
+        f"| {r.case} | {r.quantity} | {r.max_abs:.3g} | {r.max_rel:.3g} | {r.tolerance:.0e} | "
+        f"{'yes' if r.passed else 'NO'} | {r.worst} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -96,8 +112,9 @@ def direction_config(direction, stage, opts=()):
     """The plugin config of a real direction (``configs/<direction>/<stage>.yml``) with ``opts`` on top."""
     from ..engine.defaults import build_config
 
-    return build_config(os.path.join(ROOT, "configs", direction, f"{stage}.yml"),
-                        ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
+    return build_config(
+        os.path.join(ROOT, "configs", direction, f"{stage}.yml"), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts]
+    )
 
 
 def _raw_images(generator, batch, size, dtype):
@@ -109,7 +126,7 @@ def _raw_images(generator, batch, size, dtype):
 
 
 def _pk_labels(generator, batch, instances, num_classes):
-    ids = torch.randperm(num_classes, generator=generator)[:batch // instances]
+    ids = torch.randperm(num_classes, generator=generator)[: batch // instances]
     return ids.repeat_interleave(instances)
 
 
@@ -185,8 +202,14 @@ def _official_encoder(official, args, num_classes, generator):
     reid = official.reid
     networks = []
     for _ in range(2):
-        net = reid.models.create(args.arch, num_features=args.features, dropout=args.dropout,
-                                 num_classes=num_classes, num_split=args.split_parts, extract_feat=False)
+        net = reid.models.create(
+            args.arch,
+            num_features=args.features,
+            dropout=args.dropout,
+            num_classes=num_classes,
+            num_split=args.split_parts,
+            extract_feat=False,
+        )
         _randomize(net, generator)
         with torch.no_grad():  # rows as after clustering: unit-norm centroids
             net.classifier.weight.copy_(F.normalize(torch.randn(net.classifier.weight.shape, generator=generator)))
@@ -206,14 +229,28 @@ def _target_batches(generator, iters, batch, size, dtype, num_classes, instances
             raw, normalised = _raw_images(generator, batch, size, dtype)
             labels = _pk_labels(generator, batch, instances, num_classes)
             cams = torch.arange(batch) % 2
-            levels.append(({"images": raw, "targets": labels, "camids": cams},
-                           (normalised, [f"{i}.jpg" for i in range(batch)], labels, cams)))
+            levels.append(
+                (
+                    {"images": raw, "targets": labels, "camids": cams},
+                    (normalised, [f"{i}.jpg" for i in range(batch)], labels, cams),
+                )
+            )
         steps.append(levels)
     return steps
 
 
-def target_step_case(official, direction="Market2Duke", *, start_step=0, iters=2, dtype=torch.float64, seed=0,
-                     batch=8, size=(64, 32), num_classes=6):
+def target_step_case(
+    official,
+    direction="Market2Duke",
+    *,
+    start_step=0,
+    iters=2,
+    dtype=torch.float64,
+    seed=0,
+    batch=8,
+    size=(64, 32),
+    num_classes=6,
+):
     """``iters`` official ``SingelmeanTrainer`` steps from global step ``start_step`` vs the plugin's.
 
     The official step counter is ``epoch * len(loader) + i``: ``start_step`` 0 is epoch 0; a later one is epoch
@@ -230,16 +267,20 @@ def target_step_case(official, direction="Market2Duke", *, start_step=0, iters=2
     torch.manual_seed(seed)
     args = official.default_args("target_train.py")
     encoder = _official_encoder(official, args, num_classes, generator).to(dtype)
-    cfg = direction_config(direction, "lf2", ["MODEL.HEADS.NUM_CLASSES", num_classes,
-                                              "INPUT.SIZE_TRAIN", list(size), "INPUT.SIZE_TEST", list(size)])
+    cfg = direction_config(
+        direction,
+        "lf2",
+        ["MODEL.HEADS.NUM_CLASSES", num_classes, "INPUT.SIZE_TRAIN", list(size), "INPUT.SIZE_TEST", list(size)],
+    )
     model = LF2Trainer.build_model(cfg)
     model.load_state_dict(convert_official_state_dict(encoder.state_dict())[0], strict=True)
     _to_dtype(model, cfg, dtype)
     data = _target_batches(generator, iters, batch, size, dtype, num_classes)
 
     # official: target_train.py's optimizer statements, then SingelmeanTrainer.train
-    scope, _ = official.run_statements("target_train.py", "params = []", "optimizer = torch.optim.Adam",
-                                       {"encoder": encoder, "args": args})
+    scope, _ = official.run_statements(
+        "target_train.py", "params = []", "optimizer = torch.optim.Adam", {"encoder": encoder, "args": args}
+    )
     trainer = official.reid.trainers.SingelmeanTrainer(encoder, num_cluster=num_classes, alpha=args.alpha)
     ce_log, tri_log, ema_steps = [], [], []
     trainer.criterion_ce = _recording(trainer.criterion_ce, ce_log)
@@ -248,7 +289,7 @@ def target_step_case(official, direction="Market2Duke", *, start_step=0, iters=2
     trainer._update_ema_variables = lambda m, e, a, step: (ema_steps.append(step), update_ema(m, e, a, step))
     loaders = [_OfficialLoader([step[level][1] for step in data], 400 if start_step else 1) for level in range(3)]
     official_grads = _recording_gradients(scope["optimizer"], encoder)
-    trainer.train(start_step // 400, *loaders, scope["optimizer"], print_freq=10 ** 9, train_iters=iters)
+    trainer.train(start_step // 400, *loaders, scope["optimizer"], print_freq=10**9, train_iters=iters)
 
     # plugin: the optimizer fast-reid builds from the config, one LF2StepRunner step per iteration
     optimizer, _ = LF2Trainer.build_optimizer(cfg, model)
@@ -270,13 +311,30 @@ def target_step_case(official, direction="Market2Duke", *, start_step=0, iters=2
         "loss_triplet": [tri_log[3 * i] for i in range(iters)],
         "loss_part_triplet": [0.5 * tri_log[3 * i + 1] + 0.5 * tri_log[3 * i + 2] for i in range(iters)],
     }
-    rows = [compare(name, "loss terms", {
-        f"{key}[{i}]": (torch.tensor(plugin_losses[i][key], dtype=torch.float64), value[i])
-        for key, value in official_losses.items() for i in range(iters)}, tol)]
+    rows = [
+        compare(
+            name,
+            "loss terms",
+            {
+                f"{key}[{i}]": (torch.tensor(plugin_losses[i][key], dtype=torch.float64), value[i])
+                for key, value in official_losses.items()
+                for i in range(iters)
+            },
+            tol,
+        )
+    ]
     expected_momenta = [min(1 - 1 / (step + 1), args.alpha) for step in ema_steps]
-    rows.append(compare(name, f"EMA momentum, official steps {ema_steps}",
-                        {f"step {s}": (torch.tensor(m, dtype=torch.float64), torch.tensor(e, dtype=torch.float64))
-                         for s, m, e in zip(ema_steps, momenta, expected_momenta)}, tol))
+    rows.append(
+        compare(
+            name,
+            f"EMA momentum, official steps {ema_steps}",
+            {
+                f"step {s}": (torch.tensor(m, dtype=torch.float64), torch.tensor(e, dtype=torch.float64))
+                for s, m, e in zip(ema_steps, momenta, expected_momenta)
+            },
+            tol,
+        )
+    )
     noise = _rounding_noise_keys(encoder)
     rows += _gradient_rows(name, plugin_grads, official_grads, noise, start_step, dtype)
     groups = {
@@ -286,10 +344,18 @@ def target_step_case(official, direction="Market2Duke", *, start_step=0, iters=2
         "teacher BN statistics": lambda k: k.startswith("teacher.") and _is_stat(k),
         "Fusion Module BN (weights and statistics)": lambda k: k.startswith("fusion."),
     }
-    pairs = _state_pairs(model.state_dict(), encoder.state_dict(), {"noise": lambda k: k.removeprefix("teacher.")
-                                                                    in noise, **groups})
-    rows.append(compare(name, "parameters moved by rounding noise only (bias before a train-mode BN)",
-                        pairs.pop("noise"), NOISE_ATOL, absolute=True))
+    pairs = _state_pairs(
+        model.state_dict(), encoder.state_dict(), {"noise": lambda k: k.removeprefix("teacher.") in noise, **groups}
+    )
+    rows.append(
+        compare(
+            name,
+            "parameters moved by rounding noise only (bias before a train-mode BN)",
+            pairs.pop("noise"),
+            NOISE_ATOL,
+            absolute=True,
+        )
+    )
     for quantity, group in pairs.items():
         rows.append(compare(name, quantity, group, ADAM_STEP_TOLERANCE[dtype] if "parameters" in quantity else tol))
     return rows
@@ -310,8 +376,9 @@ def _rounding_noise_keys(encoder):
     train-mode BN (the official experts). Their float gradient is rounding noise, which Adam divides by
     ``sqrt(v) + eps`` like any other, so both sides move them by different amounts below ``NOISE_ATOL``."""
     student = encoder.model.module
-    return {official_key(f"model.module.{fc}.bias") for fc in ("adativeFC_upper", "adativeFC_low")
-            if hasattr(student, fc)}
+    return {
+        official_key(f"model.module.{fc}.bias") for fc in ("adativeFC_upper", "adativeFC_low") if hasattr(student, fc)
+    }
 
 
 def _recording_gradients(optimizer, network, encoder=True):
@@ -332,11 +399,25 @@ def _gradient_rows(name, plugin_grads, official_grads, noise, start_step, dtype)
     rows = []
     for i, (plugin, official) in enumerate(zip(plugin_grads, official_grads)):
         only = sorted(set(plugin) ^ set(official))
-        rows.append(Row(name, f"step {start_step + i}: parameters with a gradient (official {len(official)}, "
-                              f"plugin {len(plugin)})", float(len(only)), float(len(only)), 0.0, ", ".join(only[:3])))
+        rows.append(
+            Row(
+                name,
+                f"step {start_step + i}: parameters with a gradient (official {len(official)}, plugin {len(plugin)})",
+                float(len(only)),
+                float(len(only)),
+                0.0,
+                ", ".join(only[:3]),
+            )
+        )
         tolerance = TOLERANCE[dtype] if i == 0 else ADAM_STEP_TOLERANCE[dtype]
-        rows.append(compare(name, f"step {start_step + i}: gradients", {k: (plugin[k], official[k]) for k in official
-                                                                       if k in plugin and k not in noise}, tolerance))
+        rows.append(
+            compare(
+                name,
+                f"step {start_step + i}: gradients",
+                {k: (plugin[k], official[k]) for k in official if k in plugin and k not in noise},
+                tolerance,
+            )
+        )
     return rows
 
 
@@ -364,8 +445,9 @@ def clustering_case(official, direction="Market2Duke", *, seed=0, num_points=200
     name = f"clustering ({direction}, k={num_clusters}, N={num_points})"
     generator = torch.Generator().manual_seed(seed)
     features = _clustered_features(generator, num_points, dim, num_clusters)
-    cfg = direction_config(direction, "lf2", ["MODEL.LF2.CLUSTER.NUM_CLUSTERS", num_clusters,
-                                              "MODEL.HEADS.NUM_CLASSES", num_clusters])
+    cfg = direction_config(
+        direction, "lf2", ["MODEL.LF2.CLUSTER.NUM_CLUSTERS", num_clusters, "MODEL.HEADS.NUM_CLASSES", num_clusters]
+    )
     cluster_cfg = cfg.MODEL.LF2.CLUSTER
     level_seed = int(cluster_cfg.SEED)
 
@@ -375,10 +457,20 @@ def clustering_case(official, direction="Market2Duke", *, seed=0, num_points=200
         return SimpleNamespace(module=SimpleNamespace(classifier=nn.Linear(dim, num_clusters, bias=False)))
 
     encoder = SimpleNamespace(model=official_network(), model_ema=official_network())
-    namespace = {"cf_global": features[0], "cf_upper": features[1], "cf_low": features[2],
-                 "clusters": [num_clusters], "nc": 0, "encoder": encoder}
-    for first, last in [("km_global = ",) * 2, ("km_upper = ",) * 2, ("km_low = ",) * 2,
-                        ("encoder.model.module.classifier", "target_label_low = km_low.labels_")]:
+    namespace = {
+        "cf_global": features[0],
+        "cf_upper": features[1],
+        "cf_low": features[2],
+        "clusters": [num_clusters],
+        "nc": 0,
+        "encoder": encoder,
+    }
+    for first, last in [
+        ("km_global = ",) * 2,
+        ("km_upper = ",) * 2,
+        ("km_low = ",) * 2,
+        ("encoder.model.module.classifier", "target_label_low = km_low.labels_"),
+    ]:
         if first.startswith("km_"):
             np.random.seed(level_seed)
         namespace, _ = official.run_statements("target_train.py", first, last, namespace)
@@ -393,12 +485,27 @@ def clustering_case(official, direction="Market2Duke", *, seed=0, num_points=200
     for level, (result, labels) in enumerate(zip(results, official_labels)):
         ari = adjusted_rand_score(labels, result.labels)
         identical = float(np.array_equal(labels, result.labels))
-        rows.append(Row(name, f"level {level} labels: 1 - ARI, identical={bool(identical)}", 1 - identical,
-                        1 - ari, 0.0, f"{len(np.unique(result.labels))} clusters"))
-    rows.append(compare(name, "classifiers from the level-0 centroids", {
-        "heads.weight": (model.heads.weight, encoder.model.module.classifier.weight),
-        "teacher.heads.weight": (model.teacher.heads.weight, encoder.model_ema.module.classifier.weight),
-    }, TOLERANCE[torch.float32]))
+        rows.append(
+            Row(
+                name,
+                f"level {level} labels: 1 - ARI, identical={bool(identical)}",
+                1 - identical,
+                1 - ari,
+                0.0,
+                f"{len(np.unique(result.labels))} clusters",
+            )
+        )
+    rows.append(
+        compare(
+            name,
+            "classifiers from the level-0 centroids",
+            {
+                "heads.weight": (model.heads.weight, encoder.model.module.classifier.weight),
+                "teacher.heads.weight": (model.teacher.heads.weight, encoder.model_ema.module.classifier.weight),
+            },
+            TOLERANCE[torch.float32],
+        )
+    )
     return rows
 
 
@@ -426,15 +533,14 @@ def sampler_case(official, direction="Market2Duke", *, seed=0, num_images=600, n
 
     args = official.default_args("target_train.py")
     items = _pseudo_labelled_set(torch.Generator().manual_seed(seed), num_images, num_clusters, 6)
-    official_sampler = import_module("reid.utils.data.sampler").RandomMultipleGallerySampler(items,
-                                                                                           args.num_instances)
+    official_sampler = import_module("reid.utils.data.sampler").RandomMultipleGallerySampler(items, args.num_instances)
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     expected = []
     for _ in range(passes):  # BatchSampler(drop_last=True) over one pass
         stream = list(iter(official_sampler))
-        expected += stream[:len(stream) // args.batch_size * args.batch_size]
+        expected += stream[: len(stream) // args.batch_size * args.batch_size]
 
     rows = []
     for stage in ("lf2", "source"):
@@ -446,17 +552,25 @@ def sampler_case(official, direction="Market2Duke", *, seed=0, num_images=600, n
         stream = iter(TRAIN_SAMPLERS[name](items, cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE, seed=seed))
         plugin = [next(stream) for _ in range(len(expected))]
         mismatched = sum(a != b for a, b in zip(plugin, expected))
-        rows.append(Row(f"sampler ({direction}, {stage})", f"{name}: indices of {passes} passes "
-                                                          f"({len(expected) // args.batch_size} batches), mismatches",
-                        float(mismatched), mismatched / len(expected), 0.0, f"{len(items)} images"))
+        rows.append(
+            Row(
+                f"sampler ({direction}, {stage})",
+                f"{name}: indices of {passes} passes ({len(expected) // args.batch_size} batches), mismatches",
+                float(mismatched),
+                mismatched / len(expected),
+                0.0,
+                f"{len(items)} images",
+            )
+        )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # source stage
 # ---------------------------------------------------------------------------------------------------------------
-def source_step_case(official, direction="Market2Duke", *, iters=1, dtype=torch.float64, seed=0, batch=8,
-                     size=(64, 32), num_classes=5):
+def source_step_case(
+    official, direction="Market2Duke", *, iters=1, dtype=torch.float64, seed=0, batch=8, size=(64, 32), num_classes=5
+):
     """``PreTrainer.train`` (source batch, target batch for BN only, CE + soft triplet, Adam at the warm-up's
     first rate) vs fast-reid's SimpleTrainer step of ``LF2SourceBaseline`` with :class:`TargetBNAdaptationHook`.
 
@@ -472,13 +586,25 @@ def source_step_case(official, direction="Market2Duke", *, iters=1, dtype=torch.
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     args = official.default_args("source_pretrain.py")
-    network = official.reid.models.create(args.arch, num_features=args.features, dropout=args.dropout,
-                                          num_classes=num_classes)
+    network = official.reid.models.create(
+        args.arch, num_features=args.features, dropout=args.dropout, num_classes=num_classes
+    )
     _randomize(network, generator)
     network = nn.DataParallel(network).to(dtype)
-    cfg = direction_config(direction, "source", ["MODEL.HEADS.NUM_CLASSES", num_classes,
-                                                 "MODEL.BACKBONE.PRETRAIN", False,  # no ImageNet download
-                                                 "INPUT.SIZE_TRAIN", list(size), "INPUT.SIZE_TEST", list(size)])
+    cfg = direction_config(
+        direction,
+        "source",
+        [
+            "MODEL.HEADS.NUM_CLASSES",
+            num_classes,
+            "MODEL.BACKBONE.PRETRAIN",
+            False,  # no ImageNet download
+            "INPUT.SIZE_TRAIN",
+            list(size),
+            "INPUT.SIZE_TEST",
+            list(size),
+        ],
+    )
     model = SourceTrainer.build_model(cfg)
     model.load_state_dict(convert_official_state_dict(network.state_dict())[0], strict=True)
     _to_dtype(model, cfg, dtype)
@@ -488,18 +614,29 @@ def source_step_case(official, direction="Market2Duke", *, iters=1, dtype=torch.
             raw, normalised = _raw_images(generator, batch, size, dtype)
             labels = _pk_labels(generator, batch, 2, num_classes) if labelled else torch.zeros(batch, dtype=torch.long)
             cams = torch.arange(batch) % 2
-            batches.append(({"images": raw, "targets": labels, "camids": cams},
-                            (normalised, [f"{i}.jpg" for i in range(batch)], labels, cams)))
+            batches.append(
+                (
+                    {"images": raw, "targets": labels, "camids": cams},
+                    (normalised, [f"{i}.jpg" for i in range(batch)], labels, cams),
+                )
+            )
 
     # official: source_pretrain.py's optimizer and scheduler statements, then PreTrainer.train
-    scope, _ = official.run_statements("source_pretrain.py", "params = []", "lr_scheduler = WarmupMultiStepLR",
-                                       {"model": network, "args": args})
+    scope, _ = official.run_statements(
+        "source_pretrain.py", "params = []", "lr_scheduler = WarmupMultiStepLR", {"model": network, "args": args}
+    )
     trainer = official.reid.trainers.PreTrainer(network, num_classes, margin=args.margin)
     official_losses, forward = [], trainer._forward
     trainer._forward = lambda *a: (lambda out: (official_losses.append(out[:2]), out)[1])(forward(*a))
     official_grads = _recording_gradients(scope["optimizer"], network, encoder=False)
-    trainer.train(0, _OfficialLoader([b[1] for b in source], iters), _OfficialLoader([b[1] for b in target], iters),
-                  scope["optimizer"], train_iters=iters, print_freq=10 ** 9)
+    trainer.train(
+        0,
+        _OfficialLoader([b[1] for b in source], iters),
+        _OfficialLoader([b[1] for b in target], iters),
+        scope["optimizer"],
+        train_iters=iters,
+        print_freq=10**9,
+    )
 
     # plugin: the optimizer and scheduler fast-reid builds from the config, SimpleTrainer + the BN hook
     optimizer, _ = SourceTrainer.build_optimizer(cfg, model)
@@ -519,19 +656,50 @@ def source_step_case(official, direction="Market2Duke", *, iters=1, dtype=torch.
         runner.after_train()
 
     tol = TOLERANCE[dtype]
-    rows = [compare(name, "learning rate of the first step",
-                    {"lr": (torch.tensor(optimizer.param_groups[0]["lr"], dtype=torch.float64),
-                            torch.tensor(scope["optimizer"].param_groups[0]["lr"], dtype=torch.float64))}, tol)]
-    rows.append(compare(name, "loss terms", {
-        f"{key}[{i}]": (torch.tensor(plugin_losses[i][key], dtype=torch.float64), official_losses[i][j])
-        for i in range(iters) for j, key in enumerate(("loss_cls", "loss_triplet"))}, tol))
+    rows = [
+        compare(
+            name,
+            "learning rate of the first step",
+            {
+                "lr": (
+                    torch.tensor(optimizer.param_groups[0]["lr"], dtype=torch.float64),
+                    torch.tensor(scope["optimizer"].param_groups[0]["lr"], dtype=torch.float64),
+                )
+            },
+            tol,
+        )
+    ]
+    rows.append(
+        compare(
+            name,
+            "loss terms",
+            {
+                f"{key}[{i}]": (torch.tensor(plugin_losses[i][key], dtype=torch.float64), official_losses[i][j])
+                for i in range(iters)
+                for j, key in enumerate(("loss_cls", "loss_triplet"))
+            },
+            tol,
+        )
+    )
     rows += _gradient_rows(name, plugin_grads, official_grads, set(), 0, dtype)
     converted, _ = convert_official_state_dict(network.state_dict())
     state = model.state_dict()
-    rows.append(compare(name, "parameters after the step", {k: (state[k], v) for k, v in converted.items()
-                                                           if not _is_stat(k)}, ADAM_STEP_TOLERANCE[dtype]))
-    rows.append(compare(name, "BN statistics (source and target batches)",
-                        {k: (state[k], v) for k, v in converted.items() if _is_stat(k)}, tol))
+    rows.append(
+        compare(
+            name,
+            "parameters after the step",
+            {k: (state[k], v) for k, v in converted.items() if not _is_stat(k)},
+            ADAM_STEP_TOLERANCE[dtype],
+        )
+    )
+    rows.append(
+        compare(
+            name,
+            "BN statistics (source and target batches)",
+            {k: (state[k], v) for k, v in converted.items() if _is_stat(k)},
+            tol,
+        )
+    )
     return rows
 
 
@@ -570,8 +738,11 @@ def evaluation_case(official, direction="Market2Duke", *, seed=0, size=(64, 32),
     torch.manual_seed(seed)
     args = official.default_args("target_train.py")
     encoder = _official_encoder(official, args, num_classes, generator)
-    cfg = direction_config(direction, "lf2", ["MODEL.HEADS.NUM_CLASSES", num_classes,
-                                              "INPUT.SIZE_TRAIN", list(size), "INPUT.SIZE_TEST", list(size)])
+    cfg = direction_config(
+        direction,
+        "lf2",
+        ["MODEL.HEADS.NUM_CLASSES", num_classes, "INPUT.SIZE_TRAIN", list(size), "INPUT.SIZE_TEST", list(size)],
+    )
     model = LF2Trainer.build_model(cfg)
     model.load_state_dict(convert_official_state_dict(encoder.state_dict())[0], strict=True)
     items, raw, normalised, num_query = _retrieval_set(generator, size)
@@ -579,16 +750,24 @@ def evaluation_case(official, direction="Market2Duke", *, seed=0, size=(64, 32),
     records = [(fname, pid, cam) for fname, (pid, cam) in zip(fnames, items)]
 
     official_loader = torch.utils.data.DataLoader(
-        _ListDataset([(normalised[i], fnames[i], pid, cam) for i, (pid, cam) in enumerate(items)]), batch_size=5)
+        _ListDataset([(normalised[i], fnames[i], pid, cam) for i, (pid, cam) in enumerate(items)]), batch_size=5
+    )
     evaluator = official.reid.evaluators.Evaluator(encoder)
-    official_rank1, official_map = evaluator.evaluate(official_loader, records[:num_query], records[num_query:],
-                                                      cmc_flag=True, source=False)
+    official_rank1, official_map = evaluator.evaluate(
+        official_loader, records[:num_query], records[num_query:], cmc_flag=True, source=False
+    )
     official_features, _ = official.reid.evaluators.extract_features(encoder, official_loader)
     official_features = torch.stack([official_features[f] for f in fnames])
 
     plugin_loader = torch.utils.data.DataLoader(
-        _ListDataset([{"images": raw[i], "targets": pid, "camids": cam, "img_paths": fnames[i]}
-                      for i, (pid, cam) in enumerate(items)]), batch_size=5)
+        _ListDataset(
+            [
+                {"images": raw[i], "targets": pid, "camids": cam, "img_paths": fnames[i]}
+                for i, (pid, cam) in enumerate(items)
+            ]
+        ),
+        batch_size=5,
+    )
     reid_evaluator = ReidEvaluator(cfg, num_query)
     results = inference_on_dataset(model, plugin_loader, reid_evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
     plugin_features = torch.cat([p["feats"] for p in reid_evaluator._predictions])
@@ -596,13 +775,25 @@ def evaluation_case(official, direction="Market2Duke", *, seed=0, size=(64, 32),
         plugin_features = F.normalize(plugin_features, dim=1)
     tol = TOLERANCE[torch.float32]
     return [
-        compare(name, f"descriptors [{len(items)}, {official_features.shape[1]}] (EVAL_NORMALIZE "
-                      f"{cfg.MODEL.LF2.EVAL_NORMALIZE}, TEST.FLIP {cfg.TEST.FLIP.ENABLED})",
-                {"descriptors": (plugin_features, official_features)}, tol),
-        compare(name, "mAP and Rank-1 (fractions)", {
-            "mAP": (torch.tensor(results["mAP"] / 100, dtype=torch.float64), torch.tensor(float(official_map))),
-            "Rank-1": (torch.tensor(results["Rank-1"] / 100, dtype=torch.float64),
-                       torch.tensor(float(official_rank1)))}, tol),
+        compare(
+            name,
+            f"descriptors [{len(items)}, {official_features.shape[1]}] (EVAL_NORMALIZE "
+            f"{cfg.MODEL.LF2.EVAL_NORMALIZE}, TEST.FLIP {cfg.TEST.FLIP.ENABLED})",
+            {"descriptors": (plugin_features, official_features)},
+            tol,
+        ),
+        compare(
+            name,
+            "mAP and Rank-1 (fractions)",
+            {
+                "mAP": (torch.tensor(results["mAP"] / 100, dtype=torch.float64), torch.tensor(float(official_map))),
+                "Rank-1": (
+                    torch.tensor(results["Rank-1"] / 100, dtype=torch.float64),
+                    torch.tensor(float(official_rank1)),
+                ),
+            },
+            tol,
+        ),
     ]
 
 
@@ -611,19 +802,27 @@ def evaluation_case(official, direction="Market2Duke", *, seed=0, size=(64, 32),
 # ---------------------------------------------------------------------------------------------------------------
 # official parser argument -> config keys that must hold its value, per stage
 TARGET_DEFAULTS = {
-    "lr": ("SOLVER.BASE_LR",), "weight_decay": ("SOLVER.WEIGHT_DECAY", "SOLVER.WEIGHT_DECAY_NORM",
-                                                "SOLVER.WEIGHT_DECAY_BIAS"),
-    "alpha": ("MODEL.LF2.TEACHER.EMA_ALPHA",), "iters": ("SOLVER.ITERS_PER_EPOCH",), "epochs": ("SOLVER.MAX_EPOCH",),
-    "batch_size": ("SOLVER.IMS_PER_BATCH",), "num_instances": ("DATALOADER.NUM_INSTANCE",),
-    "split_parts": ("MODEL.LF2.NUM_PARTS",), "height": ("INPUT.SIZE_TRAIN.0", "INPUT.SIZE_TEST.0"),
-    "width": ("INPUT.SIZE_TRAIN.1", "INPUT.SIZE_TEST.1"), "features": ("MODEL.HEADS.EMBEDDING_DIM",),
+    "lr": ("SOLVER.BASE_LR",),
+    "weight_decay": ("SOLVER.WEIGHT_DECAY", "SOLVER.WEIGHT_DECAY_NORM", "SOLVER.WEIGHT_DECAY_BIAS"),
+    "alpha": ("MODEL.LF2.TEACHER.EMA_ALPHA",),
+    "iters": ("SOLVER.ITERS_PER_EPOCH",),
+    "epochs": ("SOLVER.MAX_EPOCH",),
+    "batch_size": ("SOLVER.IMS_PER_BATCH",),
+    "num_instances": ("DATALOADER.NUM_INSTANCE",),
+    "split_parts": ("MODEL.LF2.NUM_PARTS",),
+    "height": ("INPUT.SIZE_TRAIN.0", "INPUT.SIZE_TEST.0"),
+    "width": ("INPUT.SIZE_TRAIN.1", "INPUT.SIZE_TEST.1"),
+    "features": ("MODEL.HEADS.EMBEDDING_DIM",),
 }
 SOURCE_DEFAULTS = {
-    "lr": ("SOLVER.BASE_LR",), "weight_decay": ("SOLVER.WEIGHT_DECAY", "SOLVER.WEIGHT_DECAY_NORM",
-                                                "SOLVER.WEIGHT_DECAY_BIAS"),
-    "epochs": ("SOLVER.MAX_EPOCH",), "batch_size": ("SOLVER.IMS_PER_BATCH",),
-    "num_instances": ("DATALOADER.NUM_INSTANCE",), "margin": ("MODEL.LOSSES.TRI.MARGIN",),
-    "height": ("INPUT.SIZE_TRAIN.0", "INPUT.SIZE_TEST.0"), "width": ("INPUT.SIZE_TRAIN.1", "INPUT.SIZE_TEST.1"),
+    "lr": ("SOLVER.BASE_LR",),
+    "weight_decay": ("SOLVER.WEIGHT_DECAY", "SOLVER.WEIGHT_DECAY_NORM", "SOLVER.WEIGHT_DECAY_BIAS"),
+    "epochs": ("SOLVER.MAX_EPOCH",),
+    "batch_size": ("SOLVER.IMS_PER_BATCH",),
+    "num_instances": ("DATALOADER.NUM_INSTANCE",),
+    "margin": ("MODEL.LOSSES.TRI.MARGIN",),
+    "height": ("INPUT.SIZE_TRAIN.0", "INPUT.SIZE_TEST.0"),
+    "width": ("INPUT.SIZE_TRAIN.1", "INPUT.SIZE_TEST.1"),
     "features": ("MODEL.HEADS.EMBEDDING_DIM",),
 }
 
@@ -638,13 +837,19 @@ def _config_value(cfg, dotted):
 def defaults_case(official, direction="Market2Duke"):
     """Each official parser default against the direction config's keys that stand for it (exact)."""
     rows = []
-    for script, stage, keys in (("target_train.py", "lf2", TARGET_DEFAULTS),
-                                ("source_pretrain.py", "source", SOURCE_DEFAULTS)):
+    for script, stage, keys in (
+        ("target_train.py", "lf2", TARGET_DEFAULTS),
+        ("source_pretrain.py", "source", SOURCE_DEFAULTS),
+    ):
         args, cfg = official.default_args(script), direction_config(direction, stage)
-        pairs = {f"--{arg.replace('_', '-')} = {key}": (torch.tensor(float(_config_value(cfg, key)),
-                                                                     dtype=torch.float64),
-                                                        torch.tensor(float(getattr(args, arg)), dtype=torch.float64))
-                 for arg, names in keys.items() for key in names}
+        pairs = {
+            f"--{arg.replace('_', '-')} = {key}": (
+                torch.tensor(float(_config_value(cfg, key)), dtype=torch.float64),
+                torch.tensor(float(getattr(args, arg)), dtype=torch.float64),
+            )
+            for arg, names in keys.items()
+            for key in names
+        }
         rows.append(compare(f"defaults ({direction}, {stage})", f"{script} parser defaults vs config", pairs, 0.0))
     return rows
 
@@ -675,8 +880,14 @@ def augmentation_case(official, direction="Market2Duke", *, seed=0, images=200, 
         theirs = official_transform((raw / 255 - mean) / std)
         erased += int(not torch.allclose(theirs, (raw / 255 - mean) / std))
         pairs[f"image {i}"] = (ours, theirs)
-    return [compare(f"augmentation ({direction})", f"random erasing, {erased} of {images} images erased", pairs,
-                    TOLERANCE[torch.float32])]
+    return [
+        compare(
+            f"augmentation ({direction})",
+            f"random erasing, {erased} of {images} images erased",
+            pairs,
+            TOLERANCE[torch.float32],
+        )
+    ]
 
 
 def _official_train_transforms(scope, size):
@@ -712,15 +923,30 @@ def schedule_case(official, direction="Market2Duke"):
 
     args = official.default_args("source_pretrain.py")
     network = nn.Linear(2, 2)
-    scope, _ = official.run_statements("source_pretrain.py", "params = []", "lr_scheduler = WarmupMultiStepLR",
-                                       {"model": network, "args": args})
+    scope, _ = official.run_statements(
+        "source_pretrain.py", "params = []", "lr_scheduler = WarmupMultiStepLR", {"model": network, "args": args}
+    )
     expected = []
     for _ in range(args.epochs):
         expected += [scope["optimizer"].param_groups[0]["lr"]] * args.iters
         scope["lr_scheduler"].step()
     rates = source_learning_rates(direction_config(direction, "source"))
-    pairs = {f"epoch {e}": (torch.tensor(rates[e * args.iters:(e + 1) * args.iters], dtype=torch.float64),
-                            torch.tensor(expected[e * args.iters:(e + 1) * args.iters], dtype=torch.float64))
-             for e in range(args.epochs)} if len(rates) == len(expected) else {"length": (len(rates), len(expected))}
-    return [compare(f"schedule ({direction}, source)", f"learning rate of each of {len(expected)} iterations",
-                    pairs, TOLERANCE[torch.float64])]
+    pairs = (
+        {
+            f"epoch {e}": (
+                torch.tensor(rates[e * args.iters : (e + 1) * args.iters], dtype=torch.float64),
+                torch.tensor(expected[e * args.iters : (e + 1) * args.iters], dtype=torch.float64),
+            )
+            for e in range(args.epochs)
+        }
+        if len(rates) == len(expected)
+        else {"length": (len(rates), len(expected))}
+    )
+    return [
+        compare(
+            f"schedule ({direction}, source)",
+            f"learning rate of each of {len(expected)} iterations",
+            pairs,
+            TOLERANCE[torch.float64],
+        )
+    ]

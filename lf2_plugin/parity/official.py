@@ -18,6 +18,7 @@ run on torch 2, CPU and a current scikit-learn:
 - ``MiniBatchKMeans`` defaults to ``n_init=3``, the default of the pinned scikit-learn 1.0.2 (now ``"auto"``,
   one run).
 """
+
 import argparse
 import ast
 import contextlib
@@ -55,8 +56,11 @@ def _identity_cuda(self, *args, **kwargs):
 @contextlib.contextmanager
 def official_runtime():
     """Apply the shim (module docstring) and undo all of it on exit."""
-    saved = {"tensor_cuda": torch.Tensor.cuda, "module_cuda": torch.nn.Module.cuda,
-             **{name: getattr(torchvision.models, name) for name in _RESNETS}}
+    saved = {
+        "tensor_cuda": torch.Tensor.cuda,
+        "module_cuda": torch.nn.Module.cuda,
+        **{name: getattr(torchvision.models, name) for name in _RESNETS},
+    }
     h5py_stub = None
     try:
         import h5py  # noqa: F401
@@ -94,8 +98,11 @@ class OfficialLF2(contextlib.AbstractContextManager):
 
     def __init__(self, root):
         self.root = os.path.abspath(root)
-        missing = [p for p in ("reid/trainers.py", "reid/models/resnet.py", *self.SCRIPTS)
-                   if not os.path.isfile(os.path.join(self.root, p))]
+        missing = [
+            p
+            for p in ("reid/trainers.py", "reid/models/resnet.py", *self.SCRIPTS)
+            if not os.path.isfile(os.path.join(self.root, p))
+        ]
         if missing:
             raise FileNotFoundError(f"{self.root} is not a checkout of github.com/DJEddyking/LF2: no {missing[0]}")
         self.commit = self._commit()
@@ -105,8 +112,9 @@ class OfficialLF2(contextlib.AbstractContextManager):
 
     def _commit(self):
         try:
-            return subprocess.run(["git", "-C", self.root, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", self.root, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return "unknown"
 
@@ -162,8 +170,9 @@ class OfficialLF2(contextlib.AbstractContextManager):
     def default_args(self, name):
         """``argparse.Namespace`` of the script's own parser defaults (its ``if __name__ == '__main__'`` block
         without the final ``main()``)."""
-        main_block = next(node for node in self._tree(name).body if isinstance(node, ast.If)
-                          and "__main__" in ast.unparse(node.test))
+        main_block = next(
+            node for node in self._tree(name).body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+        )
         body = [stmt for stmt in main_block.body if ast.unparse(stmt).strip() != "main()"]
         namespace = dict(self.script(name))
         exec(compile(ast.Module(body=body, type_ignores=[]), self._path(name), "exec"), namespace)
@@ -174,8 +183,9 @@ class OfficialLF2(contextlib.AbstractContextManager):
     def statements(self, name, first, last, function="main_worker"):
         """Code of the consecutive statements of ``function`` (at any loop depth) from the one whose source
         contains ``first`` to the one containing ``last``, with their line numbers: ``(code, (line0, line1))``."""
-        func = next(node for node in self._tree(name).body
-                    if isinstance(node, ast.FunctionDef) and node.name == function)
+        func = next(
+            node for node in self._tree(name).body if isinstance(node, ast.FunctionDef) and node.name == function
+        )
         candidates = []  # (span, statements) in every block; the innermost block has the shortest span
         for block in ast.walk(func):
             body = getattr(block, "body", None)
@@ -185,7 +195,7 @@ class OfficialLF2(contextlib.AbstractContextManager):
             starts = [i for i, src in enumerate(sources) if first in src]
             ends = [i for i, src in enumerate(sources) if last in src and starts and i >= starts[0]]
             if starts and ends:
-                chosen = body[starts[0]:ends[0] + 1]
+                chosen = body[starts[0] : ends[0] + 1]
                 candidates.append((chosen[-1].end_lineno - chosen[0].lineno, chosen))
         if not candidates:
             raise LookupError(f"{name}: no statements from {first!r} to {last!r} in {function}()")

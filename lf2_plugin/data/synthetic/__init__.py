@@ -24,16 +24,43 @@ Determinism: every random choice comes from a ``numpy.random.Generator`` keyed b
 pid, camera, image index), never from global RNG state or generation order; JPEG settings are fixed.
 The fast-reid registry classes ``SynthMarket`` / ``SynthDuke`` live in :mod:`lf2_plugin.data.datasets`.
 """
+
 from .appearance import Identity, build_identities
-from .layout import (DATASET_DIRS, DEFAULT_IMAGES_PER_CAM, DEFAULT_NUM_IDS, GENERATOR_VERSION, SIDECAR,
-                     DomainPlan, generate_domain, plan_domain, read_sidecar, render_image, sidecar_mismatch)
+from .layout import (
+    DATASET_DIRS,
+    DEFAULT_IMAGES_PER_CAM,
+    DEFAULT_NUM_IDS,
+    GENERATOR_VERSION,
+    SIDECAR,
+    DomainPlan,
+    generate_domain,
+    plan_domain,
+    read_sidecar,
+    render_image,
+    sidecar_mismatch,
+)
 from .preview import contact_sheet, write_preview
 from .render import render_person
 from .scene import DOMAINS, make_camera, sample_pose
 
 __all__ = [
-    "DATASET_DIRS", "DEFAULT_IMAGES_PER_CAM", "DEFAULT_NUM_IDS", "DOMAINS", "GENERATOR_VERSION", "SIDECAR",
-    "DomainPlan", "Identity", "build_identities", "contact_sheet", "generate_domain", "make_camera",
-    "plan_domain", "read_sidecar", "render_image", "render_person", "sample_pose", "sidecar_mismatch",
+    "DATASET_DIRS",
+    "DEFAULT_IMAGES_PER_CAM",
+    "DEFAULT_NUM_IDS",
+    "DOMAINS",
+    "GENERATOR_VERSION",
+    "SIDECAR",
+    "DomainPlan",
+    "Identity",
+    "build_identities",
+    "contact_sheet",
+    "generate_domain",
+    "make_camera",
+    "plan_domain",
+    "read_sidecar",
+    "render_image",
+    "render_person",
+    "sample_pose",
+    "sidecar_mismatch",
     "write_preview",
 ]

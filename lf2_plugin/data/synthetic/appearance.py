@@ -9,6 +9,7 @@ tells them apart -- the situation LF2's upper/lower branches are meant for.
 Randomness: every identity is drawn from its own ``numpy.random.Generator`` keyed by (seed, domain, pid),
 so an identity never depends on how many others were generated before it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -159,8 +160,7 @@ def confusable_variant(rng, garment: Garment, prior: AppearancePrior, half: str)
     if rng.random() < 0.5:
         name2 = _contrasting_colour(rng, {**prior.upper_colours, **prior.lower_colours}, garment.colour)
         colour2 = _jitter_colour(rng, COLOURS[name2])
-    return replace(garment, pattern=pattern, length=length, colour2=colour2,
-                   period=float(rng.uniform(0.05, 0.09)))
+    return replace(garment, pattern=pattern, length=length, colour2=colour2, period=float(rng.uniform(0.05, 0.09)))
 
 
 def garment_signature(garment: Garment) -> tuple:
@@ -221,7 +221,7 @@ def build_identities(pids, prior: AppearancePrior, key) -> list:
     sizes = group_sizes(np.random.default_rng([*key, 0]), len(pids), prior.group_fraction)
     identities, start = [], 0
     for group_index, size in enumerate(sizes):
-        members = pids[start:start + size]
+        members = pids[start : start + size]
         start += size
         rng = np.random.default_rng([*key, 1, members[0]])
         base = sample_identity(rng, prior, members[0])

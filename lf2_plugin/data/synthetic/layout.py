@@ -9,6 +9,7 @@ two cameras; the query holds one image per (test identity, camera) and the galle
 a cross-camera match. Market's gallery also holds distractors (pid 0: background/partial crops) and junk
 (pid -1: bad detections, skipped by fast-reid's parser); Duke's gallery holds gallery-only identities.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -91,10 +92,16 @@ def _identity_images(seed, spec, ident, images_per_cam, split_of):
     images = []
     for cam_rank, cam in enumerate(_cameras_of(seed, spec, ident.pid)):
         for index in range(images_per_cam):
-            images.append(ImageSpec(
-                split=split_of(cam_rank, index),
-                filename=_file_name(spec.name, ident.pid, cam, _frame(seed, spec, ident.pid, cam, index), index),
-                pid=ident.pid, cam=cam, identity=ident, key=(seed, spec.code, _TAG_IMAGE, ident.pid, cam, index)))
+            images.append(
+                ImageSpec(
+                    split=split_of(cam_rank, index),
+                    filename=_file_name(spec.name, ident.pid, cam, _frame(seed, spec, ident.pid, cam, index), index),
+                    pid=ident.pid,
+                    cam=cam,
+                    identity=ident,
+                    key=(seed, spec.code, _TAG_IMAGE, ident.pid, cam, index),
+                )
+            )
     return images
 
 
@@ -106,13 +113,23 @@ def _bad_detections(seed, spec, count, pid, tag):
         stranger = sample_identity(rng, spec.prior, pid=0)
         cam = int(rng.integers(1, spec.num_cams + 1))
         frame = int(rng.integers(1, 30000)) * 25 + j % 25
-        images.append(ImageSpec("bounding_box_test", _file_name(spec.name, pid, cam, frame, j), pid, cam,
-                                stranger, (seed, spec.code, _TAG_STRANGER, tag, j, 1), partial=True))
+        images.append(
+            ImageSpec(
+                "bounding_box_test",
+                _file_name(spec.name, pid, cam, frame, j),
+                pid,
+                cam,
+                stranger,
+                (seed, spec.code, _TAG_STRANGER, tag, j, 1),
+                partial=True,
+            )
+        )
     return images
 
 
-def plan_domain(domain: str, num_ids: int = DEFAULT_NUM_IDS, seed: int = 0,
-                images_per_cam: int = DEFAULT_IMAGES_PER_CAM) -> DomainPlan:
+def plan_domain(
+    domain: str, num_ids: int = DEFAULT_NUM_IDS, seed: int = 0, images_per_cam: int = DEFAULT_IMAGES_PER_CAM
+) -> DomainPlan:
     """Everything about a domain except the pixels. ``num_ids`` labelled identities are split evenly (train
     gets the odd one) into disjoint train and test identities; pids are 1..num_ids, interleaved like Market's."""
     if domain not in DOMAINS:
@@ -141,6 +158,7 @@ def plan_domain(domain: str, num_ids: int = DEFAULT_NUM_IDS, seed: int = 0,
         # so that every query keeps a cross-camera match in the gallery).
         def split_of(rank, i):
             return "query" if i == 0 and (images_per_cam > 1 or rank == 0) else "bounding_box_test"
+
         images += _identity_images(seed, spec, ident, images_per_cam, split_of)
     gallery_only = range(num_ids + 1, num_ids + extra + 1)
     for ident in build_identities(gallery_only, spec.prior, (seed, spec.code, _SPLIT_GALLERY_ONLY)):
@@ -157,15 +175,21 @@ def render_image(image: ImageSpec, spec: DomainSpec, camera) -> np.ndarray:
     rng = np.random.default_rng(list(image.key))
     pose = sample_pose(rng, spec, camera)
     if image.partial:  # a detector box that caught a fragment of someone
-        pose = replace(pose, scale=pose.scale * float(rng.uniform(1.2, 1.8)),
-                       dx=float(rng.choice([-1, 1]) * rng.uniform(0.3, 0.6)), dy=float(rng.uniform(-0.3, 0.3)))
+        pose = replace(
+            pose,
+            scale=pose.scale * float(rng.uniform(1.2, 1.8)),
+            dx=float(rng.choice([-1, 1]) * rng.uniform(0.3, 0.6)),
+            dy=float(rng.uniform(-0.3, 0.3)),
+        )
     return render_person(image.identity, camera, pose, rng)
 
 
-
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_OPTIMIZE, 0])
+    ok, buf = cv2.imencode(
+        ".jpg",
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_OPTIMIZE, 0],
+    )
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
@@ -231,8 +255,14 @@ def _write(plan: DomainPlan, out_dir: str):
         json.dump(_sidecar_content(plan), f, indent=2, sort_keys=True)
 
 
-def generate_domain(root: str, domain: str, num_ids: int = DEFAULT_NUM_IDS, seed: int = 0,
-                    images_per_cam: int = DEFAULT_IMAGES_PER_CAM, force: bool = False) -> str:
+def generate_domain(
+    root: str,
+    domain: str,
+    num_ids: int = DEFAULT_NUM_IDS,
+    seed: int = 0,
+    images_per_cam: int = DEFAULT_IMAGES_PER_CAM,
+    force: bool = False,
+) -> str:
     """Generate ``domain`` under ``root`` and return the dataset dir (``root/Market-1501-v15.09.15`` or
     ``root/DukeMTMC-reID``), which fast-reid's ``Market1501(root=root)`` / ``DukeMTMC(root=root)`` read.
 
@@ -245,8 +275,10 @@ def generate_domain(root: str, domain: str, num_ids: int = DEFAULT_NUM_IDS, seed
     dataset_dir = os.path.join(root, DATASET_DIRS[domain])
     if os.path.isdir(dataset_dir):
         if read_sidecar(dataset_dir) is None:
-            raise FileExistsError(f"{dataset_dir} exists and was not written by the synthetic generator "
-                                  f"(no {SIDECAR}); refusing to overwrite it. Use another --root.")
+            raise FileExistsError(
+                f"{dataset_dir} exists and was not written by the synthetic generator "
+                f"(no {SIDECAR}); refusing to overwrite it. Use another --root."
+            )
         if not force and sidecar_mismatch(dataset_dir, plan) is None:
             return dataset_dir
     os.makedirs(root, exist_ok=True)
@@ -268,4 +300,3 @@ def generate_domain(root: str, domain: str, num_ids: int = DEFAULT_NUM_IDS, seed
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return dataset_dir
-

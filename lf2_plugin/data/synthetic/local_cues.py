@@ -5,6 +5,7 @@ whose rank-1 gallery match is a group-mate was confused on exactly the part-leve
 catch. :func:`rank1_confusions` counts those confusions and :func:`pair_co_clustering` asks the same of pseudo
 labels (are group-mates merged, on which level?); ``tools/analyze_local_cues.py`` runs both on a checkpoint.
 """
+
 import numpy as np
 
 from .layout import plan_domain, read_sidecar
@@ -18,8 +19,9 @@ def local_cue_groups(dataset_dir):
     sidecar = read_sidecar(dataset_dir)
     if sidecar is None:
         raise FileNotFoundError(f"{dataset_dir} has no synthetic.json: not a generated synthetic domain")
-    plan = plan_domain(sidecar["domain"], num_ids=sidecar["num_ids"], seed=sidecar["seed"],
-                       images_per_cam=sidecar["images_per_cam"])
+    plan = plan_domain(
+        sidecar["domain"], num_ids=sidecar["num_ids"], seed=sidecar["seed"], images_per_cam=sidecar["images_per_cam"]
+    )
     groups = {}
     for image in plan.images:
         ident = image.identity
@@ -46,11 +48,17 @@ def rank1_confusions(query, gallery, groups):
     top_pids = g_pids[similarity.argmax(axis=1)]
     errors = top_pids != q_pids
     grouped = np.array([pid in groups for pid in q_pids])
-    on_mate = np.array([bool(err) and pid in groups and top in groups and groups[top][:2] == groups[pid][:2]
-                        for pid, top, err in zip(q_pids.tolist(), top_pids.tolist(), errors)])
+    on_mate = np.array(
+        [
+            bool(err) and pid in groups and top in groups and groups[top][:2] == groups[pid][:2]
+            for pid, top, err in zip(q_pids.tolist(), top_pids.tolist(), errors)
+        ]
+    )
     num_errors, num_grouped, num_on_mate = int(errors.sum()), int(grouped.sum()), int(on_mate.sum())
     return {
-        "queries": len(q_pids), "rank1_errors": num_errors, "grouped_queries": num_grouped,
+        "queries": len(q_pids),
+        "rank1_errors": num_errors,
+        "grouped_queries": num_grouped,
         "group_mate_errors": num_on_mate,
         "rank1_error_rate": num_errors / max(len(q_pids), 1),
         "grouped_rank1_error_rate": int((errors & grouped).sum()) / max(num_grouped, 1),
@@ -75,10 +83,13 @@ def pair_co_clustering(pids, labels, groups):
     half_of = np.array(["" if e is None else e[2] for e in entries])
     same_id = pids[:, None] == pids[None]
     mates = (group_index[:, None] == group_index[None]) & (group_index[:, None] >= 0) & ~same_id
-    kinds = {"same_identity": same_id, "group_mates": mates,
-             "group_mates_differing_upper": mates & (half_of[:, None] == "upper"),
-             "group_mates_differing_lower": mates & (half_of[:, None] == "lower"),
-             "unrelated": ~same_id & ~mates}
+    kinds = {
+        "same_identity": same_id,
+        "group_mates": mates,
+        "group_mates_differing_upper": mates & (half_of[:, None] == "upper"),
+        "group_mates_differing_lower": mates & (half_of[:, None] == "lower"),
+        "unrelated": ~same_id & ~mates,
+    }
     rates = {}
     for kind, mask in kinds.items():
         pairs = mask & upper

@@ -5,6 +5,7 @@ pids) sit on neighbouring rows, labelled ``g<group> up``/``g<group> low`` by the
 Every camera is shown for every identity, including cameras in which that identity is never recorded,
 so the sheet shows both what identifies a person and what each camera does to them.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -37,13 +38,14 @@ def contact_sheet(domain: str, seed: int = 0, num_ids: int = DEFAULT_NUM_IDS, ro
         y = _HEADER_H + row * cell_h
         _text(sheet, f"pid {ident.pid}", (6, y + cell_h // 2 - 8))
         if ident.group >= 0:
-            _text(sheet, f"g{ident.group} {'up' if ident.differing_half == 'upper' else 'low'}",
-                  (6, y + cell_h // 2 + 14))
+            _text(
+                sheet, f"g{ident.group} {'up' if ident.differing_half == 'upper' else 'low'}", (6, y + cell_h // 2 + 14)
+            )
         for col, cam in enumerate(cams):
             spec = ImageSpec("preview", "", ident.pid, cam.cam, ident, (seed, plan.domain.code, 99, ident.pid, cam.cam))
             crop = render_image(spec, plan.domain, cam)
             x = _LABEL_W + col * cell_w
-            sheet[y:y + cell_h, x:x + cell_w] = cv2.resize(crop, (cell_w, cell_h), interpolation=cv2.INTER_NEAREST)
+            sheet[y : y + cell_h, x : x + cell_w] = cv2.resize(crop, (cell_w, cell_h), interpolation=cv2.INTER_NEAREST)
     return sheet
 
 

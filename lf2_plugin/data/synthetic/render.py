@@ -11,6 +11,7 @@ Body coordinates: ``u`` horizontal and ``v`` vertical, both in units of the body
 of the head and ``v=1`` the soles. The garment boundary sits at ``v~0.52``, i.e. near the middle row of
 the crop, so the image's upper half shows head+upper garment and its lower half the lower garment+shoes.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -136,8 +137,21 @@ def _draw_frontal(p: _Painter, ident: Identity, pose: Pose):
         p.clothed_limb(joints, [0.06, 0.05, 0.042], _SLEEVE_END[ident.upper.length], UPPER)
         p.ellipse(joints[-1], (0.022, 0.024), SKIN)
     p.rect(-0.022, 0.11, 0.022, 0.17, SKIN)
-    p.poly([(-sw, 0.18), (-sw + 0.03, 0.158), (sw - 0.03, 0.158), (sw, 0.18), (sw * 0.97, 0.26),
-            (ww, 0.40), (hw, 0.52), (-hw, 0.52), (-ww, 0.40), (-sw * 0.97, 0.26)], UPPER)
+    p.poly(
+        [
+            (-sw, 0.18),
+            (-sw + 0.03, 0.158),
+            (sw - 0.03, 0.158),
+            (sw, 0.18),
+            (sw * 0.97, 0.26),
+            (ww, 0.40),
+            (hw, 0.52),
+            (-hw, 0.52),
+            (-ww, 0.40),
+            (-sw * 0.97, 0.26),
+        ],
+        UPPER,
+    )
     if ident.upper.pattern == "logo" and not back:
         p.ellipse((-0.025, 0.27), (0.042, 0.04), LOGO)
     if ident.accessory == "backpack":
@@ -183,8 +197,19 @@ def _draw_side(p: _Painter, ident: Identity, pose: Pose):
     if ident.lower.length == "skirt":
         p.poly([(-d * 1.05, 0.47), (d * 1.1, 0.47), (d * 1.5, 0.70), (-d * 1.5, 0.70)], LOWER)
     p.rect(-0.02, 0.11, 0.025, 0.17, SKIN)
-    p.poly([(-d, 0.16), (d * 0.6, 0.16), (d * 1.1, 0.23), (d, 0.40), (d * 1.05, 0.52), (-d * 1.05, 0.52),
-            (-d * 1.0, 0.35), (-d * 1.1, 0.21)], UPPER)
+    p.poly(
+        [
+            (-d, 0.16),
+            (d * 0.6, 0.16),
+            (d * 1.1, 0.23),
+            (d, 0.40),
+            (d * 1.05, 0.52),
+            (-d * 1.05, 0.52),
+            (-d * 1.0, 0.35),
+            (-d * 1.1, 0.21),
+        ],
+        UPPER,
+    )
     if ident.accessory == "backpack":
         p.limb([(-d * 0.2, 0.165), (d * 0.3, 0.36)], [0.022, 0.022], STRAP)
     _draw_head(p, ident, "side")
@@ -221,8 +246,15 @@ def _colourise(p: _Painter, ident: Identity, fabric: np.ndarray):
     u = p.sign * (xs + 0.5 - p.cx) / p.height
     v = (ys + 0.5 - p.top) / p.height
     colours = np.zeros((labels.size, 3), np.float32)
-    solid = {SKIN: ident.skin, HAIR: ident.hair, SHOES: ident.shoes, ACCESSORY: ident.accessory_colour,
-             STRAP: tuple(0.7 * c for c in ident.accessory_colour), CAP: ident.cap, LOGO: ident.upper.colour2}
+    solid = {
+        SKIN: ident.skin,
+        HAIR: ident.hair,
+        SHOES: ident.shoes,
+        ACCESSORY: ident.accessory_colour,
+        STRAP: tuple(0.7 * c for c in ident.accessory_colour),
+        CAP: ident.cap,
+        LOGO: ident.upper.colour2,
+    }
     for label, colour in solid.items():
         colours[labels == label] = colour
     lower_split = 0.78 if ident.lower.length == "trousers" else 0.6  # keep the colour block above bare legs
@@ -267,15 +299,16 @@ def render_person(ident: Identity, camera: Camera, pose: Pose, rng) -> np.ndarra
     occluded = rng.random() < camera.occlusion
     painter = _Painter(pose)
     (_draw_side if pose.view == "side" else _draw_frontal)(painter, ident, pose)
-    background = camera.scene[:, pose.scene_offset:pose.scene_offset + _W]
+    background = camera.scene[:, pose.scene_offset : pose.scene_offset + _W]
     image = np.where(painter.labels[..., None] > 0, _colourise(painter, ident, fabric), background)
     if occluded:
         image = _occlude(np.ascontiguousarray(image), rng)
     image = cv2.resize(image, (CROP_W, CROP_H), interpolation=cv2.INTER_AREA)
     if camera.resolution < 0.999:
         low = (max(8, round(CROP_W * camera.resolution)), max(16, round(CROP_H * camera.resolution)))
-        image = cv2.resize(cv2.resize(image, low, interpolation=cv2.INTER_AREA), (CROP_W, CROP_H),
-                           interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(
+            cv2.resize(image, low, interpolation=cv2.INTER_AREA), (CROP_W, CROP_H), interpolation=cv2.INTER_LINEAR
+        )
     if camera.blur > 0.05:
         image = cv2.GaussianBlur(image, (0, 0), camera.blur)
     light = camera.gain * pose.gain_jitter * (1.0 + camera.light_gradient * np.linspace(-1, 1, CROP_H))

@@ -11,6 +11,7 @@ low-resolution, with cluttered street backgrounds, more occlusion and darker win
 far from both, as MSMT17 is from Market-1501: each camera renders colour its own way, images are degraded and
 compressed, occluded more often and framed loosely, and people dress alike.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,10 +90,33 @@ class Pose:
 
 
 _MARKET_PRIOR = AppearancePrior(
-    upper_colours={"white": 6, "black": 5, "grey": 3, "red": 3, "lightblue": 2, "navy": 2, "yellow": 2,
-                   "pink": 2, "green": 2, "purple": 1, "orange": 1, "beige": 1, "charcoal": 2},
-    lower_colours={"black": 6, "denim": 4, "grey": 3, "beige": 3, "navy": 2, "white": 2, "charcoal": 2,
-                   "brown": 1, "olive": 1, "lightblue": 1},
+    upper_colours={
+        "white": 6,
+        "black": 5,
+        "grey": 3,
+        "red": 3,
+        "lightblue": 2,
+        "navy": 2,
+        "yellow": 2,
+        "pink": 2,
+        "green": 2,
+        "purple": 1,
+        "orange": 1,
+        "beige": 1,
+        "charcoal": 2,
+    },
+    lower_colours={
+        "black": 6,
+        "denim": 4,
+        "grey": 3,
+        "beige": 3,
+        "navy": 2,
+        "white": 2,
+        "charcoal": 2,
+        "brown": 1,
+        "olive": 1,
+        "lightblue": 1,
+    },
     upper_patterns={"solid": 8, "hstripes": 2, "vstripes": 1, "checks": 1, "twotone": 2, "logo": 3},
     lower_patterns={"solid": 10, "sidestripe": 2, "checks": 1, "twotone": 1},
     short_sleeves=0.6,
@@ -102,10 +126,21 @@ _MARKET_PRIOR = AppearancePrior(
 )
 
 _DUKE_PRIOR = AppearancePrior(
-    upper_colours={"black": 8, "charcoal": 5, "navy": 4, "grey": 3, "brown": 2, "maroon": 2, "olive": 2,
-                   "white": 2, "red": 1, "beige": 1, "green": 1, "denim": 1},
-    lower_colours={"black": 7, "denim": 5, "charcoal": 3, "navy": 2, "grey": 2, "beige": 2, "brown": 1,
-                   "olive": 1},
+    upper_colours={
+        "black": 8,
+        "charcoal": 5,
+        "navy": 4,
+        "grey": 3,
+        "brown": 2,
+        "maroon": 2,
+        "olive": 2,
+        "white": 2,
+        "red": 1,
+        "beige": 1,
+        "green": 1,
+        "denim": 1,
+    },
+    lower_colours={"black": 7, "denim": 5, "charcoal": 3, "navy": 2, "grey": 2, "beige": 2, "brown": 1, "olive": 1},
     upper_patterns={"solid": 8, "hstripes": 1, "vstripes": 1, "checks": 2, "twotone": 3, "logo": 2},
     lower_patterns={"solid": 10, "sidestripe": 2, "checks": 1, "twotone": 2},
     short_sleeves=0.15,
@@ -117,8 +152,20 @@ _DUKE_PRIOR = AppearancePrior(
 # A city where everyone dresses alike: few, mostly dark colours, few patterns, and most people in a local-cue group
 # (sharing one garment with 1-2 others), so appearance alone separates identities less than in the other domains.
 _HARD_PRIOR = AppearancePrior(
-    upper_colours={"black": 6, "charcoal": 4, "navy": 3, "grey": 3, "white": 3, "denim": 2, "maroon": 2, "olive": 2,
-                   "beige": 2, "red": 1, "green": 1, "brown": 1},
+    upper_colours={
+        "black": 6,
+        "charcoal": 4,
+        "navy": 3,
+        "grey": 3,
+        "white": 3,
+        "denim": 2,
+        "maroon": 2,
+        "olive": 2,
+        "beige": 2,
+        "red": 1,
+        "green": 1,
+        "brown": 1,
+    },
     lower_colours={"black": 6, "denim": 5, "charcoal": 3, "navy": 2, "grey": 2, "beige": 2, "brown": 1, "olive": 1},
     upper_patterns={"solid": 8, "twotone": 2, "logo": 2, "hstripes": 1, "vstripes": 1, "checks": 1},
     lower_patterns={"solid": 10, "sidestripe": 2, "twotone": 1, "checks": 1},
@@ -130,22 +177,61 @@ _HARD_PRIOR = AppearancePrior(
 
 DOMAINS = {
     "market": DomainSpec(
-        name="market", code=1, num_cams=6, prior=_MARKET_PRIOR, background="plain",
-        gain=(0.95, 1.1), cast=(1.0, 1.0, 1.0), cast_spread=0.03, contrast=(0.95, 1.05), blur=(0.0, 0.4),
-        resolution=(0.9, 1.0), noise=0.012, occlusion=(0.0, 0.1), scale=(0.84, 0.95), cams_per_id=(2, 4),
+        name="market",
+        code=1,
+        num_cams=6,
+        prior=_MARKET_PRIOR,
+        background="plain",
+        gain=(0.95, 1.1),
+        cast=(1.0, 1.0, 1.0),
+        cast_spread=0.03,
+        contrast=(0.95, 1.05),
+        blur=(0.0, 0.4),
+        resolution=(0.9, 1.0),
+        noise=0.012,
+        occlusion=(0.0, 0.1),
+        scale=(0.84, 0.95),
+        cams_per_id=(2, 4),
     ),
     "duke": DomainSpec(
-        name="duke", code=2, num_cams=8, prior=_DUKE_PRIOR, background="cluttered",
-        gain=(0.65, 0.9), cast=(0.9, 1.0, 1.12), cast_spread=0.08, contrast=(0.75, 0.9), blur=(0.4, 0.9),
-        resolution=(0.5, 0.7), noise=0.025, occlusion=(0.1, 0.3), scale=(0.74, 0.88), cams_per_id=(2, 4),
+        name="duke",
+        code=2,
+        num_cams=8,
+        prior=_DUKE_PRIOR,
+        background="cluttered",
+        gain=(0.65, 0.9),
+        cast=(0.9, 1.0, 1.12),
+        cast_spread=0.08,
+        contrast=(0.75, 0.9),
+        blur=(0.4, 0.9),
+        resolution=(0.5, 0.7),
+        noise=0.025,
+        occlusion=(0.1, 0.3),
+        scale=(0.74, 0.88),
+        cams_per_id=(2, 4),
     ),
     # The hard target: every camera its own colour rendition (cast, channel mixing, tone curve, gain), strong blur,
     # low resolution and JPEG compression, frequent occluders, loose framing, and look-alike clothing.
     "hard": DomainSpec(
-        name="hard", code=3, num_cams=6, prior=_HARD_PRIOR, background="cluttered",
-        gain=(0.6, 1.1), cast=(1.0, 1.0, 1.0), cast_spread=0.1, contrast=(0.7, 1.0), blur=(0.3, 0.7),
-        resolution=(0.6, 0.9), noise=0.025, occlusion=(0.1, 0.3), scale=(0.7, 0.92), cams_per_id=(2, 4),
-        colour_mix=0.06, gamma=(0.8, 1.25), jpeg_quality=(40, 75), position_spread=0.06,
+        name="hard",
+        code=3,
+        num_cams=6,
+        prior=_HARD_PRIOR,
+        background="cluttered",
+        gain=(0.6, 1.1),
+        cast=(1.0, 1.0, 1.0),
+        cast_spread=0.1,
+        contrast=(0.7, 1.0),
+        blur=(0.3, 0.7),
+        resolution=(0.6, 0.9),
+        noise=0.025,
+        occlusion=(0.1, 0.3),
+        scale=(0.7, 0.92),
+        cams_per_id=(2, 4),
+        colour_mix=0.06,
+        gamma=(0.8, 1.25),
+        jpeg_quality=(40, 75),
+        position_spread=0.06,
     ),
 }
 
@@ -192,12 +278,22 @@ def _cluttered_scene(rng):
         cv2.rectangle(scene, (cx - 4, cy), (cx + 4, horizon + 10), (0.3, 0.2, 0.1), -1)
         green = (rng.uniform(0.1, 0.3), rng.uniform(0.3, 0.55), rng.uniform(0.05, 0.25))
         for _ in range(5):
-            cv2.circle(scene, (cx + int(rng.integers(-25, 26)), cy - int(rng.integers(0, 40))),
-                       int(rng.integers(14, 28)), green, -1)
+            cv2.circle(
+                scene,
+                (cx + int(rng.integers(-25, 26)), cy - int(rng.integers(0, 40))),
+                int(rng.integers(14, 28)),
+                green,
+                -1,
+            )
     for _ in range(int(rng.integers(2, 5))):
         x = int(rng.integers(0, SCENE_W))
-        cv2.rectangle(scene, (x, int(rng.integers(0, horizon // 2))), (x + int(rng.integers(3, 8)), height),
-                      _random_colour(rng, 0.1, 0.5), -1)
+        cv2.rectangle(
+            scene,
+            (x, int(rng.integers(0, horizon // 2))),
+            (x + int(rng.integers(3, 8)), height),
+            _random_colour(rng, 0.1, 0.5),
+            -1,
+        )
     # Parked cars along the kerb.
     for _ in range(int(rng.integers(2, 5))):
         x, y = int(rng.integers(-40, SCENE_W)), horizon + int(rng.integers(-30, 10))

@@ -5,6 +5,7 @@ the official LF2 code and its checkpoints) uses ``MaxPool2d(3, 2, padding=1)``. 
 are shifted by one pixel, so converted official weights only reproduce the official features with this stem.
 Every other block, key and option (DEPTH, LAST_STRIDE, WITH_IBN/SE/NL, NORM, PRETRAIN) is fast-reid's.
 """
+
 from torch import nn
 
 from fastreid.modeling.backbones import BACKBONE_REGISTRY

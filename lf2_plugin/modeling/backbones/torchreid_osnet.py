@@ -6,6 +6,7 @@ The builders are always registered, so a config naming them fails with a clear m
 downloads torchreid's ImageNet weights (Google Drive, needs ``gdown``); ``PRETRAIN_PATH`` loads a torchreid
 state dict instead. ``MODEL.BACKBONE.LAST_STRIDE``/``NORM``/``WITH_*`` do not apply.
 """
+
 import logging
 
 import torch
@@ -46,8 +47,10 @@ def _build(cfg, arch, depths):
     if depth not in depths:
         raise ValueError(f"{arch}: MODEL.BACKBONE.DEPTH must be one of {depths}, got {depth!r}")
     if cfg.MODEL.BACKBONE.FEAT_DIM != OSNET_CHANNELS[depth]:
-        raise ValueError(f"{arch}_{depth} outputs {OSNET_CHANNELS[depth]} channels: set MODEL.BACKBONE.FEAT_DIM "
-                         f"{OSNET_CHANNELS[depth]} (got {cfg.MODEL.BACKBONE.FEAT_DIM})")
+        raise ValueError(
+            f"{arch}_{depth} outputs {OSNET_CHANNELS[depth]} channels: set MODEL.BACKBONE.FEAT_DIM "
+            f"{OSNET_CHANNELS[depth]} (got {cfg.MODEL.BACKBONE.FEAT_DIM})"
+        )
     models = import_torchreid_models()
     download = cfg.MODEL.BACKBONE.PRETRAIN and not cfg.MODEL.BACKBONE.PRETRAIN_PATH
     osnet = models.build_model(f"{arch}_{depth}", num_classes=1, pretrained=download)
@@ -57,8 +60,9 @@ def _build(cfg, arch, depths):
         incompatible = osnet.load_state_dict(state_dict, strict=False)
         missing = [k for k in incompatible.missing_keys if not k.startswith(("fc.", "classifier."))]
         if missing:
-            raise RuntimeError(f"{cfg.MODEL.BACKBONE.PRETRAIN_PATH} lacks {len(missing)} {arch} tensors, "
-                               f"e.g. {missing[:5]}")
+            raise RuntimeError(
+                f"{cfg.MODEL.BACKBONE.PRETRAIN_PATH} lacks {len(missing)} {arch} tensors, e.g. {missing[:5]}"
+            )
         logger.info("Loaded %s_%s weights from %s", arch, depth, cfg.MODEL.BACKBONE.PRETRAIN_PATH)
     return TorchreidFeatureMaps(osnet)
 
