@@ -1,8 +1,10 @@
-"""Every fix that makes PyPI ``fastreid==1.4.0`` work on Python 3.11, torch 2.x and CPU-only machines.
+"""Every fix that makes PyPI ``fastreid==1.4.0`` work on Python 3.11, torch 2.x and CPU-only machines, and keeps
+its checkpoints whole when a process is killed.
 
-This is the only place in the plugin that patches fast-reid. Each fix is one function whose docstring names the
-upstream defect in one line; :func:`apply` runs them all once, in order, and is idempotent (``import lf2_plugin``
-calls it). The import shims come first because ``fastreid.data`` cannot even be imported without them.
+This is the only place in the plugin that patches fast-reid or sets its state. Each fix is one function whose
+docstring names the upstream defect in one line; :func:`apply` runs them all once, in order, and is idempotent
+(``import lf2_plugin`` calls it). The import shims come first because ``fastreid.data`` cannot even be imported
+without them. :func:`set_local_process_group` is the one setter the plugin's launch needs at run time.
 
 For diagnosis (and for the tests that prove each fix is still needed), ``LF2_COMPAT_SKIP=name1,name2`` in the
 environment leaves the named fixes out. ``applied_fixes()`` lists what was applied.
@@ -342,3 +344,27 @@ def writer_once_per_iteration():
     after_step._lf2_compat = after_epoch._lf2_compat = True
     PeriodicWriter.after_step = after_step
     PeriodicWriter.after_epoch = after_epoch
+
+
+@_fix
+def atomic_checkpoints():
+    """DefaultTrainer's Checkpointer saves in place: a kill mid-save leaves a truncated file as last_checkpoint."""
+    import fastreid.engine.defaults as defaults
+
+    from .engine.checkpoint import AtomicCheckpointer
+
+    if defaults.Checkpointer is AtomicCheckpointer:
+        return
+    # DefaultTrainer builds its checkpointer, which its PeriodicCheckpointer hook then saves with, by this name.
+    defaults.Checkpointer = AtomicCheckpointer
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fast-reid state set at run time.
+# --------------------------------------------------------------------------------------------------------------
+def set_local_process_group(group):
+    """Make ``group`` the per-machine process group fast-reid's ``comm.get_local_rank()`` and ``get_local_size()``
+    read: ``fastreid.utils.comm`` has no setter, fast-reid's own launch assigns the module global as this does."""
+    from fastreid.utils import comm
+
+    comm._LOCAL_PROCESS_GROUP = group

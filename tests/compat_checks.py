@@ -33,6 +33,7 @@ RUNTIME_FIXES = [
     "preprocess_not_inplace",
     "ddp_without_device_ids_on_cpu",
     "writer_once_per_iteration",
+    "atomic_checkpoints",
 ]
 
 
@@ -256,6 +257,26 @@ def check_writer_once_per_iteration():
         hook.after_step()
         hook.after_epoch()  # upstream: ZeroDivisionError in the printer's ETA estimate
     assert printed == [1], f"expected one write at iteration 1, got {printed}"
+
+
+def check_atomic_checkpoints():
+    import tempfile
+
+    import fastreid.engine.defaults as defaults
+
+    class StopsTheSave:
+        def __reduce__(self):
+            raise InterruptedError("save stopped half-way")
+
+    with tempfile.TemporaryDirectory() as out:
+        checkpointer = defaults.Checkpointer(torch.nn.Linear(2, 2), out)  # what DefaultTrainer builds
+        checkpointer.save("model_final")
+        try:  # a save that stops half-way, as in a process killed while writing
+            checkpointer.save("model_final", stop=StopsTheSave())
+        except InterruptedError:
+            pass
+        # upstream: the file was truncated in place, and last_checkpoint names it
+        torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=True)
 
 
 def run_all():

@@ -197,6 +197,10 @@ def test_unreadable_images_can_be_skipped(duke_copy, tmp_path, monkeypatch, capl
     assert len(items) == 61 and truncated not in [item[0] for item in items]
     for index in range(len(items)):
         CommDataset(items)[index]
+    # and what the evaluation reads: the query, then the gallery without the unreadable image
+    loader, num_query = LF2Trainer.build_test_loader(cfg, "DukeMTMC")
+    assert (num_query, len(loader.dataset)) == (35, 35 + 46)
+    assert garbage not in [item[0] for item in loader.dataset.img_items]
 
 
 # ---- empty target train set, or fewer images than one batch -----------------------------------------------------
@@ -432,7 +436,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_market_root, tmp_path):
     "keep, periodic_left", [(2, ["model_0003.pth", "model_0004.pth"]), (0, [f"model_{e:04d}.pth" for e in range(5)])]
 )
 def test_checkpoint_keep_removes_old_periodic_checkpoints_only(keep, periodic_left, tmp_path):
-    from lf2_plugin.engine.trainer import AtomicCheckpointer
+    from lf2_plugin.engine.checkpoint import AtomicCheckpointer
 
     from fastreid.utils.checkpoint import PeriodicCheckpointer
 

@@ -9,7 +9,8 @@ dataset of ``DATASETS.NAMES`` / ``TESTS`` / ``TARGET_BN_ADAPT`` (and ``TEST.PREC
 3. the dataset class loads (a missing folder names the expected path, the class and ``$FASTREID_DATASETS``);
 4. the train set holds at least one batch, test sets have a query and a gallery;
 5. every image decodes. An unreadable one is an error naming it, or with ``DATASETS.SKIP_UNREADABLE_IMAGES``
-   it is counted, logged and left out of every dataset this process builds.
+   it is counted, logged and left out of every dataset the plugin's trainers build in this process
+   (:mod:`lf2_plugin.data.build`).
 """
 
 import difflib
@@ -23,12 +24,12 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from fastreid.data.datasets import DATASET_REGISTRY
-from fastreid.data.datasets.bases import Dataset
 from fastreid.data.datasets.dukemtmcreid import DukeMTMC
 from fastreid.data.datasets.market1501 import Market1501
 from fastreid.data.datasets.msmt17 import MSMT17
 from fastreid.utils import comm
 
+from .build import exclude_images, without_excluded
 from .datasets import _GeneratedOnFirstUse
 
 __all__ = ["DatasetError", "DatasetReport", "validate_datasets", "find_unreadable_images", "exclude_images"]
@@ -163,29 +164,6 @@ def find_unreadable_images(paths, num_threads=4):
     return [(path, reason) for path, reason in zip(paths, reasons) if reason]
 
 
-_EXCLUDED_IMAGES = set()
-_original_dataset_init = Dataset.__init__
-
-
-def _without_excluded(items):
-    if callable(items):  # Market1501 lists its folders lazily
-        return lambda: _without_excluded(items())
-    return [item for item in items if item[0] not in _EXCLUDED_IMAGES]
-
-
-def _dataset_init_without_excluded(self, train, query, gallery, *args, **kwargs):
-    _original_dataset_init(
-        self, _without_excluded(train), _without_excluded(query), _without_excluded(gallery), *args, **kwargs
-    )
-
-
-def exclude_images(paths):
-    """Leave ``paths`` out of every fast-reid dataset built afterwards in this process (all classes share
-    ``Dataset.__init__``, so the trainers, loaders and evaluators all see the same filtered lists)."""
-    _EXCLUDED_IMAGES.update(paths)
-    Dataset.__init__ = _dataset_init_without_excluded
-
-
 def _dataset_roles(cfg, eval_only):
     roles = {}  # name -> config keys naming it
     if not eval_only:
@@ -202,6 +180,11 @@ def _dataset_roles(cfg, eval_only):
     return roles
 
 
+def _images(dataset, split):
+    """The items of ``split`` the plugin's trainers read: those not excluded."""
+    return without_excluded(getattr(dataset, split))
+
+
 def _splits_used(keys):
     splits = ["train"] if set(keys) - {"DATASETS.TESTS"} else []
     return splits + (["query", "gallery"] if {"DATASETS.TESTS", "DATASETS.COMBINEALL"} & set(keys) else [])
@@ -209,10 +192,12 @@ def _splits_used(keys):
 
 def _check_sizes(cfg, datasets, roles, eval_only, root):
     for name, keys in roles.items():
-        if "DATASETS.TESTS" in keys and not (datasets[name].query and datasets[name].gallery):
+        if "DATASETS.TESTS" not in keys:
+            continue
+        query, gallery = _images(datasets[name], "query"), _images(datasets[name], "gallery")
+        if not (query and gallery):
             raise DatasetError(
-                f"test set {name} has {len(datasets[name].query)} query and "
-                f"{len(datasets[name].gallery)} gallery images; evaluation needs both. "
+                f"test set {name} has {len(query)} query and {len(gallery)} gallery images; evaluation needs both. "
                 f"{_describe(type(datasets[name]), root)}"
             )
     batch = cfg.SOLVER.IMS_PER_BATCH
@@ -220,7 +205,7 @@ def _check_sizes(cfg, datasets, roles, eval_only, root):
     if not eval_only and cfg.DATASETS.TARGET_BN_ADAPT:
         groups.append(("DATASETS.TARGET_BN_ADAPT", [cfg.DATASETS.TARGET_BN_ADAPT]))
     for key, names in groups:
-        sizes = {name: len(datasets[name].train) for name in names}
+        sizes = {name: len(_images(datasets[name], "train")) for name in names}
         if sum(sizes.values()) < batch:
             folders = ", ".join(
                 f"{name}: {n} in {getattr(datasets[name], 'train_dir', '?')}" for name, n in sizes.items()
@@ -238,7 +223,7 @@ def _check_images(cfg, datasets, roles, report):
             item[0]
             for name, keys in roles.items()
             for split in _splits_used(keys)
-            for item in getattr(datasets[name], split)
+            for item in _images(datasets[name], split)
         }
     )
     start = time.perf_counter()
@@ -280,11 +265,9 @@ def validate_datasets(cfg, eval_only=False):
     datasets = {name: _load(name, cls, root) for name, cls in classes.items()}
     report = DatasetReport()
     _check_images(cfg, datasets, roles, report)
-    if report.skipped:  # reload: the lists are filtered when a dataset is built
-        datasets = {name: _load(name, cls, root) for name, cls in classes.items()}
     _check_sizes(cfg, datasets, roles, eval_only, root)
     report.counts = {
-        name: {split: len(getattr(dataset, split)) for split in _splits_used(roles[name])}
+        name: {split: len(_images(dataset, split)) for split in _splits_used(roles[name])}
         for name, dataset in datasets.items()
     }
     return report

@@ -134,7 +134,7 @@ def load_inference_model(cfg, weights=None):
     from such a model is worse than an error. Returns the model in eval mode on ``MODEL.DEVICE``.
     """
     from ..engine import trainer_class_for
-    from ..engine.trainer import AtomicCheckpointer
+    from ..engine.checkpoint import AtomicCheckpointer
 
     weights = weights or cfg.MODEL.WEIGHTS
     if not weights:

@@ -10,9 +10,11 @@ def trainer_class_for(cfg):
     """``LF2Trainer`` for ``LF2``; ``SourceTrainer`` for ``LF2SourceBaseline`` or when ``DATASETS.TARGET_BN_ADAPT``
     names a target, ``DATALOADER.SAMPLER_TRAIN`` is the plugin's ``RandomMultipleGallerySampler``,
     ``MODEL.BN_SPLITS`` > 1, ``SOLVER.ITERS_PER_EPOCH`` or ``SOLVER.WARMUP_PER_EPOCH`` is set; else
-    fast-reid's own ``DefaultTrainer``."""
+    ``ReadableImagesTrainer`` with ``DATASETS.SKIP_UNREADABLE_IMAGES`` and fast-reid's own ``DefaultTrainer``
+    without."""
     from fastreid.engine import DefaultTrainer
 
+    from .readable import ReadableImagesTrainer
     from .source import SourceTrainer
     from .trainer import LF2Trainer
 
@@ -26,4 +28,7 @@ def trainer_class_for(cfg):
         or cfg.SOLVER.ITERS_PER_EPOCH
         or cfg.SOLVER.WARMUP_PER_EPOCH
     )
-    return SourceTrainer if needs_source_trainer else DefaultTrainer
+    if needs_source_trainer:
+        return SourceTrainer
+    # fast-reid's loaders would read the images dataset validation left out
+    return ReadableImagesTrainer if cfg.DATASETS.SKIP_UNREADABLE_IMAGES else DefaultTrainer

@@ -15,6 +15,8 @@ import torch.multiprocessing as mp
 
 from fastreid.utils import comm
 
+from ..compat import set_local_process_group
+
 __all__ = ["launch", "distributed_backend"]
 
 logger = logging.getLogger(__name__)
@@ -66,13 +68,13 @@ def _distributed_worker(local_rank, main_func, world_size, num_per_machine, mach
         # fastreid (seconds each); without CUDA in the process, forking workers is safe and immediate.
         mp.set_start_method("fork", force=True)
     dist.init_process_group(backend=backend, init_method=dist_url, world_size=world_size, rank=global_rank)
-    # fast-reid's comm.get_local_rank()/get_local_size() read this group (its own launch sets it the same way).
+    # Every rank creates every machine's group (new_group is collective); each keeps its own machine's.
     num_machines = world_size // num_per_machine
     for machine in range(num_machines):
         ranks = list(range(machine * num_per_machine, (machine + 1) * num_per_machine))
         group = dist.new_group(ranks)
         if machine == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = group
+            set_local_process_group(group)
     comm.synchronize()
     try:
         main_func(*args)

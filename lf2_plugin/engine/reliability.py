@@ -1,9 +1,11 @@
 """What keeps a long run's work when it is stopped: atomic checkpoints, SIGTERM / Ctrl-C, non-finite losses.
 
-``protect_training(trainer)`` (called by ``tools/train_net.py`` for every trainer, fast-reid's own included):
+``protect_training(trainer)`` (called by :func:`lf2_plugin.engine.run.main`, the job of ``tools/train_net.py``, for
+every trainer, fast-reid's own included):
 
-- gives the trainer an :class:`~lf2_plugin.engine.trainer.AtomicCheckpointer` (LF2Trainer has one already), so
-  a process killed while saving leaves the previous checkpoint and ``last_checkpoint`` intact;
+- applies ``SOLVER.CHECKPOINT_KEEP`` to the trainer's :class:`~lf2_plugin.engine.checkpoint.AtomicCheckpointer`
+  (LF2Trainer builds one, fast-reid's DefaultTrainer too once :mod:`lf2_plugin.compat` is applied), with which a
+  process killed while saving leaves the previous checkpoint and ``last_checkpoint`` intact;
 - registers :class:`InterruptCheckpointHook`: on SIGINT or SIGTERM the current step (or clustering, or
   evaluation) finishes, ``model_interrupted.pth`` is written and tagged as the last checkpoint, and
   :class:`TrainingInterrupted` ends the run; ``tools/train_net.py`` exits with 128 + the signal number (130 for
@@ -19,11 +21,10 @@ import re
 import signal
 import threading
 
-from fastreid.engine import hooks
 from fastreid.engine.train_loop import HookBase
 from fastreid.utils import comm
 
-from .trainer import AtomicCheckpointer
+from .checkpoint import AtomicCheckpointer
 
 __all__ = [
     "TrainingInterrupted",
@@ -127,20 +128,11 @@ class InterruptCheckpointHook(HookBase):
 
 
 def protect_training(trainer):
-    """Atomic checkpoints and :class:`InterruptCheckpointHook` for any fast-reid ``DefaultTrainer`` (call it after
-    building the trainer, before ``resume_or_load``). Returns the trainer."""
-    old = trainer.checkpointer
-    if not isinstance(old, AtomicCheckpointer):
-        trainer.checkpointer = AtomicCheckpointer(
-            old.model,
-            old.save_dir,
-            save_to_disk=old.save_to_disk,
-            keep_last=trainer.cfg.SOLVER.get("CHECKPOINT_KEEP", 0),
-            **old.checkpointables,
-        )
-        for hook in trainer._hooks:
-            if isinstance(hook, hooks.PeriodicCheckpointer):
-                hook.checkpointer = trainer.checkpointer
+    """``SOLVER.CHECKPOINT_KEEP`` and :class:`InterruptCheckpointHook` for any fast-reid ``DefaultTrainer`` (call it
+    after building the trainer, before ``resume_or_load``). Returns the trainer."""
+    checkpointer = trainer.checkpointer
+    if isinstance(checkpointer, AtomicCheckpointer):  # fast-reid's own Checkpointer when LF2_COMPAT_SKIP names it
+        checkpointer.keep_last = int(trainer.cfg.SOLVER.get("CHECKPOINT_KEEP", 0))
     trainer.register_hooks([InterruptCheckpointHook()])
     return trainer
 

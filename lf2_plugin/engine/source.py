@@ -11,15 +11,16 @@ import torch
 
 from fastreid.data import build_reid_train_loader
 from fastreid.data.build import _train_loader_from_config
-from fastreid.engine import DefaultTrainer
 from fastreid.engine.train_loop import HookBase
 from fastreid.solver.lr_scheduler import WarmupLR, _get_warmup_factor_at_epoch
 from fastreid.utils import comm
 
+from ..data.build import readable_train_set
 from ..data.samplers import RandomMultipleGallerySampler
 from ..modeling.split_bn import convert_split_batchnorm
 from .hooks import with_best_metric
-from .trainer import unwrap_model
+from .readable import ReadableImagesTrainer
+from .step import unwrap_model
 
 __all__ = ["EpochWarmupLR", "SourceTrainer", "TargetBNAdaptationHook", "source_learning_rates"]
 
@@ -69,11 +70,11 @@ class EpochWarmupLR(WarmupLR):
         return [base_lr * factor for base_lr in self.base_lrs]
 
 
-class SourceTrainer(DefaultTrainer):
-    """fast-reid's DefaultTrainer plus :class:`TargetBNAdaptationHook` on ``DATASETS.TARGET_BN_ADAPT``, split BN
-    (``MODEL.BN_SPLITS``), a fixed epoch length (``SOLVER.ITERS_PER_EPOCH``; fast-reid's is the train-set size
-    over the batch), the per-epoch warm-up (``SOLVER.WARMUP_PER_EPOCH``) and ``model_best`` on
-    ``TEST.BEST_METRIC``."""
+class SourceTrainer(ReadableImagesTrainer):
+    """fast-reid's DefaultTrainer (as :class:`ReadableImagesTrainer`) plus :class:`TargetBNAdaptationHook` on
+    ``DATASETS.TARGET_BN_ADAPT``, split BN (``MODEL.BN_SPLITS``), a fixed epoch length (``SOLVER.ITERS_PER_EPOCH``;
+    fast-reid's is the train-set size over the batch), the per-epoch warm-up (``SOLVER.WARMUP_PER_EPOCH``) and
+    ``model_best`` on ``TEST.BEST_METRIC``."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -108,7 +109,7 @@ class SourceTrainer(DefaultTrainer):
         plain = cfg.clone()
         plain.defrost()
         plain.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # fast-reid builds the dataset; the sampler is ours
-        kwargs = _train_loader_from_config(plain)
+        kwargs = _train_loader_from_config(plain, train_set=readable_train_set(plain))
         kwargs["sampler"] = RandomMultipleGallerySampler(
             kwargs["train_set"].img_items,
             cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size(),
@@ -125,7 +126,7 @@ class SourceTrainer(DefaultTrainer):
         cfg.DATASETS.NAMES = (cfg.DATASETS.TARGET_BN_ADAPT,)
         cfg.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # target labels are neither known nor needed
         logger.info("Adapting BN statistics to the unlabelled target %s every iteration", cfg.DATASETS.NAMES[0])
-        ret.insert(2, TargetBNAdaptationHook(build_reid_train_loader(cfg)))
+        ret.insert(2, TargetBNAdaptationHook(build_reid_train_loader(cfg, train_set=readable_train_set(cfg))))
         return ret
 
 

@@ -258,7 +258,8 @@ def target_step_case(
     """
     from fastreid.utils.events import EventStorage
 
-    from ..engine.trainer import LF2StepRunner, LF2Trainer
+    from ..engine.step import LF2StepRunner
+    from ..engine.trainer import LF2Trainer
 
     if start_step % 400:
         raise ValueError("start_step must be a multiple of the official 400 iterations per epoch")
