@@ -1,14 +1,15 @@
-"""tools/ablation.py: mean ± std over seeds, per-level pseudo-label quality, and --reuse of finished steps."""
+"""tools/ablation.py (lf2_plugin.experiments.ablation): mean ± std over seeds, per-level pseudo-label quality, and
+--reuse of finished steps."""
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-
-import ablation  # noqa: E402
+from lf2_plugin.experiments import ablation
+from lf2_plugin.experiments.runs import ROOT
 
 METRICS = {"mAP": 50.0, "Rank-1": 60.0, "Rank-5": 80.0, "Rank-10": 90.0}
 
@@ -29,7 +30,8 @@ def finished_seed(out, seed, offset):
             os.path.join(seed_dir, name, "summary.json"), {"last": {k: v + i + offset for k, v in METRICS.items()}}
         )
         level = {"nmi": 0.8 + 0.01 * offset, "pairwise_precision": 0.5, "pairwise_recall": 0.4, "pairwise_f1": 0.45}
-        epochs = [{"epoch": 0, "levels": [dict(level, nmi=0.1)] * 3}, {"epoch": 1, "levels": [level] * 3}]
+        first = dict(level, nmi=0.1, pairwise_f1=0.3 + 0.05 * offset)
+        epochs = [{"epoch": 0, "levels": [first] * 3}, {"epoch": 1, "levels": [level] * 3}]
         write_json(os.path.join(seed_dir, name, "clustering.jsonl"), epochs, lines=True)
 
 
@@ -49,6 +51,18 @@ def test_reuse_aggregates_finished_runs_without_training(tmp_path, monkeypatch):
     assert [level["level"] for level in quality["lf2"]] == [0, 1, 2]
     assert quality["lf2"][0]["nmi"] == pytest.approx(0.81)  # the last epoch, not the first
     assert quality["lf2"][0]["std"]["pairwise_f1"] == 0.0
+
+
+def test_global_f1_per_epoch_and_its_paired_change(tmp_path):
+    """Per seed the global level's pairwise F1 in epoch order; last − first is paired over seeds (0.15, 0.05)."""
+    for seed, offset in ((1, 0.0), (2, 2.0)):
+        finished_seed(str(tmp_path), seed, offset)
+    entry = ablation.global_f1_per_epoch(str(tmp_path), (1, 2))["lf2"]
+    assert entry["per_seed"] == {"1": [0.3, 0.45], "2": [0.4, 0.45]}
+    assert entry["mean"] == [0.35, 0.45]
+    change = entry["last_minus_first"]
+    assert change["per_seed"] == [0.15, 0.05] and change["mean"] == 0.1 and change["n"] == 2
+    assert change["ci95"][0] < 0.1 < change["ci95"][1]
 
 
 def test_without_reuse_a_missing_step_is_run(tmp_path, monkeypatch):
@@ -120,7 +134,7 @@ def test_paired_differences_per_seed_with_a_t_interval():
     assert pairs[("lf2", "direct_transfer")]["ci95"] == [10.0, 10.0]  # no spread: the interval is a point
 
 
-def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path, capsys, monkeypatch):
+def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path):
     """--combine: the per-seed values of two summaries pooled (rows both have), paired differences over all seeds;
     a seed in both summaries is refused with both files named."""
 
@@ -139,8 +153,9 @@ def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path, capsys, mon
     first = summary(tmp_path / "a" / "summary.json", (1, 2), ["direct_transfer", "lf2", "lf2_no_fusion"])
     later = summary(tmp_path / "b" / "summary.json", (3,), ["direct_transfer", "lf2"])
     out = tmp_path / "pooled"
-    monkeypatch.setattr(sys, "argv", ["ablation.py", "--out", str(out), "--combine", first, later])
-    ablation.main()
+    tool = [sys.executable, os.path.join(ROOT, "tools", "ablation.py"), "--out", str(out), "--combine", first, later]
+    proc = subprocess.run(tool, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     pooled = json.loads((out / "summary.json").read_text())
     rows = {row["name"]: row for row in pooled["rows"]}
     assert list(rows) == ["direct_transfer", "lf2"]  # lf2_no_fusion is not in the later summary
@@ -149,6 +164,6 @@ def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path, capsys, mon
     (pair,) = pooled["paired"]
     assert (pair["a"], pair["b"], pair["per_seed"]) == ("lf2", "direct_transfer", [1.0, 1.0, 1.0])
     assert "pseudo_labels" not in pooled and pooled["combined"] == [first, later]
-    assert "| lf2 − direct_transfer | +1.0, +1.0, +1.0 |" in capsys.readouterr().out
+    assert "| lf2 − direct_transfer | +1.0, +1.0, +1.0 |" in proc.stdout
     with pytest.raises(SystemExit, match=r"seed 1 is in both .*a.summary\.json and .*a.summary\.json"):
         ablation.combine_summaries([first, first])

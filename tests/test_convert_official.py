@@ -5,7 +5,6 @@ The official modules (DJEddyking/LF2 ``reid/models/resnet.py``: torchvision ResN
 state dict in the official key layout; nothing is imported from the official code.
 """
 
-import importlib.util
 import os
 
 import numpy as np
@@ -17,6 +16,7 @@ from test_modeling import make_cfg, one_torch_thread  # noqa: F401  (autouse fix
 
 import lf2_plugin  # noqa: F401
 from lf2_plugin.modeling import convert_official_state_dict
+from lf2_plugin.modeling.official_conversion import conversion_report, convert_official_checkpoint
 
 from fastreid.modeling import build_model
 from fastreid.utils.checkpoint import Checkpointer
@@ -26,15 +26,6 @@ BASE_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "l
 PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 PIXEL_STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
 CHANNELS, NUM_CLASSES = 512, 5
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "convert_official_lf2", os.path.join(ROOT, "tools", "convert_official_lf2.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -182,15 +173,15 @@ def lf2_for_official(expert, extra=()):
 
 
 @pytest.mark.parametrize("expert", ["concat", "sum"])
-def test_converted_checkpoint_reproduces_the_official_teacher_and_fusion(tmp_path, expert, capsys):
+def test_converted_checkpoint_reproduces_the_official_teacher_and_fusion(tmp_path, expert):
     official = official_encoder_state(expert)
     checkpoint = tmp_path / "model_best.pth.tar"
     # open-reid checkpoints also pickle numpy metadata (best_mAP)
     torch.save({"state_dict": official, "epoch": 3, "best_mAP": np.float64(0.5)}, checkpoint)
     converted_path = tmp_path / "lf2.pth"
-    info = load_tool().main([str(checkpoint), str(converted_path)])
+    info = convert_official_checkpoint(str(checkpoint), str(converted_path))
     assert info["expert"] == expert and info["num_classes"] == NUM_CLASSES and info["feat_dim"] == CHANNELS
-    assert f"MODEL.LF2.EXPERT {expert}" in capsys.readouterr().out
+    assert f"MODEL.LF2.EXPERT {expert}" in conversion_report(str(converted_path), info)
     assert {k.rsplit(".", 1)[0] for k in info["dropped"]} == {"model.module.feat_bn", "model_ema.module.feat_bn"}
 
     model = lf2_for_official(expert)
@@ -291,7 +282,7 @@ def test_train_net_evaluates_a_converted_checkpoint(tmp_path, tiny_market_root):
 
     checkpoint, converted = tmp_path / "model_best.pth.tar", tmp_path / "lf2.pth"
     torch.save({"state_dict": official_encoder_state("concat")}, checkpoint)
-    load_tool().main([str(checkpoint), str(converted)])
+    convert_official_checkpoint(str(checkpoint), str(converted))
     out = tmp_path / "eval"
     proc = run_train_net(
         [

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import LF2_TINY_CONFIG
 
 from lf2_plugin.data.synthetic import generate_domain, plan_domain
 from lf2_plugin.data.synthetic.local_cues import local_cue_groups, pair_co_clustering, rank1_confusions
@@ -44,3 +45,21 @@ def test_pair_co_clustering_rates_by_kind_of_pair():
     assert rates["group_mates_differing_upper"] == 1.0 and rates["group_mates_differing_lower"] == 0.0
     assert rates["group_mates"] == pytest.approx(2 / 3)
     assert rates["unrelated"] == 0.0
+
+
+def test_local_cue_report_of_an_adapted_checkpoint(uninterrupted, tiny_duke_root, monkeypatch):
+    from lf2_plugin.engine import build_config
+    from lf2_plugin.experiments.local_cues import local_cue_report
+
+    import fastreid.data.build as data_build
+
+    monkeypatch.setattr(data_build, "_root", tiny_duke_root)
+    out, _ = uninterrupted
+    cfg = build_config(LF2_TINY_CONFIG, ["MODEL.WEIGHTS", str(out / "model_final.pth")])
+    report = local_cue_report(cfg)
+    rank1 = report["rank1"]["DukeMTMC"]
+    assert rank1["queries"] > 0 and 0 <= rank1["group_mate_errors"] <= rank1["rank1_errors"] <= rank1["queries"]
+    # one entry per clustering level (global + 2 parts), each rating every kind of pair
+    levels = report["pseudo_label_pairs"]
+    assert len(levels) == 3
+    assert all({"same_identity", "group_mates", "unrelated"} <= set(level) for level in levels)

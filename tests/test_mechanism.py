@@ -7,7 +7,7 @@ import torch
 from conftest import LF2_TINY_CONFIG, run_train_net
 
 from lf2_plugin.experiments import mechanism
-from lf2_plugin.experiments.paired import paired_difference
+from lf2_plugin.experiments.paired import format_interval, paired_difference
 
 
 def test_a_branch_from_an_epoch_checkpoint_is_the_run_itself(uninterrupted, tiny_duke_root, tmp_path):
@@ -54,6 +54,9 @@ def test_paired_difference_mean_interval_and_count():
     assert pair["ci95"] == pytest.approx([3.0 - half, 3.0 + half], abs=0.01)
     with pytest.raises(ValueError, match="3 units"):
         paired_difference("x", "y", "mAP", [1.0], [2.0], ["s1", "s2", "s3"])
+    single = paired_difference("x", "y", "mAP", [1.0], [2.0], ["s1"])
+    assert single["ci95"] is None and json.loads(json.dumps(single, allow_nan=False)) == single  # valid JSON
+    assert format_interval(single["ci95"]) == "-" and format_interval(pair["ci95"]) == "[-9.4, +15.4]"
 
 
 def fake_result(map_, f1s):

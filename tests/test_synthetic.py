@@ -4,9 +4,10 @@ Everything is read back through fast-reid's own Market1501/DukeMTMC classes, on 
 """
 
 import hashlib
-import importlib.util
 import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -26,6 +27,7 @@ from lf2_plugin.data.synthetic import (
     sample_pose,
 )
 from lf2_plugin.data.synthetic.layout import encode_jpeg, render_image
+from lf2_plugin.data.synthetic.make import make_domains
 
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.data.datasets.dukemtmcreid import DukeMTMC
@@ -222,29 +224,10 @@ def test_group_members_share_global_colour_statistics(domain):
     assert within < 0.5 * between
 
 
-def test_preview_and_cli(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic", os.path.join(os.path.dirname(__file__), "..", "tools", "make_synthetic.py")
-    )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_make_domains_writes_dataset_and_preview(tmp_path):
+    """What tools/make_synthetic.py runs: the dataset under the root and the contact sheet."""
     preview = str(tmp_path / "sheet.png")
-    cli.main(
-        [
-            "--root",
-            str(tmp_path),
-            "--domain",
-            "duke",
-            "--ids",
-            "6",
-            "--images-per-cam",
-            "1",
-            "--preview",
-            preview,
-            "--preview-rows",
-            "3",
-        ]
-    )
+    make_domains(["duke"], str(tmp_path), preview, num_ids=6, images_per_cam=1, preview_rows=3)
     assert DukeMTMC(root=str(tmp_path)).train
     import cv2
 
@@ -295,3 +278,12 @@ def test_a_copy_made_with_other_domain_settings_is_regenerated(tmp_path, monkeyp
     assert "domain_spec" in sidecar_mismatch(dataset_dir, plan_domain("hard", **TINY))
     generate_domain(str(tmp_path), "hard", **TINY)  # regenerated, not reused
     assert sidecar_mismatch(dataset_dir, plan_domain("hard", **TINY)) is None
+
+
+def test_make_synthetic_both_writes_the_mild_pair(tmp_path):
+    """``--domain both`` is market and duke: the hard domain shares duke's folder and would overwrite it."""
+    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "make_synthetic.py")
+    args = ["--root", str(tmp_path), "--domain", "both", "--ids", "6", "--images-per-cam", "1"]
+    subprocess.run([sys.executable, tool, *args], check=True, capture_output=True)
+    assert sorted(os.listdir(tmp_path)) == sorted([DATASET_DIRS["duke"], DATASET_DIRS["market"]])
+    assert read_sidecar(str(tmp_path / DATASET_DIRS["duke"]))["domain"] == "duke"

@@ -15,16 +15,16 @@ import argparse
 import json
 import os
 
-# datasets next to the repository unless told otherwise (read by fast-reid when lf2_plugin is imported)
-os.environ.setdefault(
-    "FASTREID_DATASETS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
-)
-
-from lf2_plugin.experiments.mechanism import format_table, run_benchmark  # noqa: E402
-from lf2_plugin.experiments.runs import FIDELITY_VARIANTS, ROOT, VARIANTS, datasets_env  # noqa: E402
-
 
 def main():
+    # datasets next to the repository unless told otherwise: fast-reid reads this when lf2_plugin is imported,
+    # so the package is imported only after it is set
+    os.environ.setdefault(
+        "FASTREID_DATASETS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
+    )
+    from lf2_plugin.experiments.mechanism import format_table, run_benchmark
+    from lf2_plugin.experiments.runs import FIDELITY_VARIANTS, ROOT, VARIANTS, datasets_env
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("logs", "mechanism"))
     parser.add_argument("--config-dir", default=os.path.join(ROOT, "configs", "SynthDuke2SynthMarket"))

@@ -12,21 +12,8 @@ Base-LF2 configs do) so the backbone computes what torchvision's ResNet computes
 """
 
 import argparse
-import os
-import sys
 
-import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-
-from lf2_plugin.modeling.checkpoint import convert_official_state_dict, load_checkpoint_file  # noqa: E402
-
-
-def convert(in_path, out_path):
-    """Convert ``in_path`` to ``out_path``; returns the conversion info dict."""
-    state_dict, info = convert_official_state_dict(load_checkpoint_file(in_path))
-    torch.save({"model": state_dict}, out_path)
-    return info
+from lf2_plugin.modeling.official_conversion import conversion_report, convert_official_checkpoint
 
 
 def main(argv=None):
@@ -34,21 +21,8 @@ def main(argv=None):
     parser.add_argument("input", help="official checkpoint (model_best.pth.tar)")
     parser.add_argument("output", help="fast-reid checkpoint to write (.pth)")
     args = parser.parse_args(argv)
-    info = convert(args.input, args.output)
-    print(f"wrote {args.output} ({info['layout']} layout)")
-    if info["dropped"]:
-        print(
-            f"dropped {len(info['dropped'])} tensors the LF2 forward never uses: "
-            f"{sorted({k.rsplit('.', 1)[0] for k in info['dropped']})}"
-        )
-    if info["layout"] == "lf2":
-        print(
-            "config for this checkpoint: MODEL.META_ARCHITECTURE LF2 MODEL.LF2.NUM_PARTS 2 "
-            f"MODEL.HEADS.NUM_CLASSES {info['num_classes']} MODEL.BACKBONE.FEAT_DIM {info['feat_dim']} "
-            f"MODEL.LF2.EXPERT {info['expert']}"
-        )
-    else:
-        print("config for this checkpoint: MODEL.META_ARCHITECTURE LF2SourceBaseline (configs/Base-LF2-source.yml)")
+    info = convert_official_checkpoint(args.input, args.output)
+    print(conversion_report(args.output, info))
     return info
 
 

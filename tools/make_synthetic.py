@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Generate a synthetic re-ID domain in Market-1501 / DukeMTMC-reID layout, and/or a preview contact sheet.
 
-    python tools/make_synthetic.py --root DIR --domain market|duke|both [--ids N] [--seed S]
+    python tools/make_synthetic.py --root DIR --domain market|duke|hard|both [--ids N] [--seed S]
                                    [--images-per-cam K] [--force] [--preview FILE.png]
 
 ``DIR/Market-1501-v15.09.15`` (or ``DIR/DukeMTMC-reID``) is then readable by fast-reid's own ``Market1501(root=DIR)``
@@ -11,23 +11,12 @@ See docs/DATASETS.md.
 """
 
 import argparse
-import os
-import sys
-import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from lf2_plugin.data.synthetic import (  # noqa: E402
-    DEFAULT_IMAGES_PER_CAM,
-    DEFAULT_NUM_IDS,
-    DOMAINS,
-    generate_domain,
-    read_sidecar,
-    write_preview,
-)
+from lf2_plugin.data.synthetic import DEFAULT_IMAGES_PER_CAM, DEFAULT_NUM_IDS, DOMAINS
+from lf2_plugin.data.synthetic.make import make_domains
 
 
-def parse_args(argv=None):
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", help="folder to write the dataset into (fast-reid's dataset root)")
     parser.add_argument("--domain", choices=sorted(DOMAINS) + ["both"], required=True)
@@ -55,33 +44,17 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.root is None and args.preview is None:
         parser.error("give --root (generate) and/or --preview (contact sheet)")
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    domains = sorted(DOMAINS) if args.domain == "both" else [args.domain]
-    for domain in domains:
-        if args.root is not None:
-            start = time.time()
-            path = generate_domain(
-                args.root,
-                domain,
-                num_ids=args.ids,
-                seed=args.seed,
-                images_per_cam=args.images_per_cam,
-                force=args.force,
-            )
-            counts = read_sidecar(path)["counts"]
-            print(
-                f"{domain}: {path}  train={counts['bounding_box_train']} query={counts['query']} "
-                f"gallery={counts['bounding_box_test']}  ({time.time() - start:.1f} s)"
-            )
-        if args.preview is not None:
-            stem, ext = os.path.splitext(args.preview)
-            target = f"{stem}_{domain}{ext or '.png'}" if len(domains) > 1 else args.preview
-            preview = write_preview(target, domain, seed=args.seed, num_ids=args.ids, rows=args.preview_rows)
-            print(f"{domain}: preview {preview}")
+    make_domains(
+        # "both" is the mild pair: "hard" writes the same DukeMTMC-reID folder as "duke" and needs its own --root
+        ["duke", "market"] if args.domain == "both" else [args.domain],
+        args.root,
+        args.preview,
+        num_ids=args.ids,
+        seed=args.seed,
+        images_per_cam=args.images_per_cam,
+        force=args.force,
+        preview_rows=args.preview_rows,
+    )
 
 
 if __name__ == "__main__":

@@ -17,97 +17,9 @@ and baseline_duke.yml and evaluate each final checkpoint on both domains (as ``t
 import argparse
 import json
 import os
-import subprocess
-import sys
-import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, REPO)
-
-import lf2_plugin  # noqa: E402,F401  (compat fixes + dataset registration)
-from lf2_plugin.data.datasets import synthetic_root  # noqa: E402
-from lf2_plugin.data.synthetic import generate_domain  # noqa: E402
-
-CONFIG_DIR = os.path.join(REPO, "configs", "Synthetic")
-DOMAINS = (("market", "SynthMarket"), ("duke", "SynthDuke"))
-TESTS = [name for _, name in DOMAINS]
-
-
-def generate_both(root):
-    seconds = {}
-    for domain, _ in DOMAINS:
-        start = time.time()
-        generate_domain(synthetic_root(root, domain), domain)
-        seconds[domain] = round(time.time() - start, 1)
-    return seconds
-
-
-def evaluate(config_file, opts, output_dir, weights=None):
-    """Results on both test sets of the config's model: loaded from ``weights``, or freshly initialised
-    (seeded by SEED) when ``weights`` is None -- the 'no learning' reference row."""
-    from lf2_plugin.engine import build_config, seed_everything
-
-    from fastreid.engine import DefaultTrainer
-    from fastreid.utils.checkpoint import Checkpointer
-    from fastreid.utils.logger import setup_logger
-
-    setup_logger(name="fastreid")
-    cfg = build_config(config_file, list(opts) + ["OUTPUT_DIR", output_dir])
-    if weights is None:
-        cfg.MODEL.HEADS.NUM_CLASSES = 1  # the classifier is not used for retrieval features
-    seed_everything(cfg.SEED if cfg.SEED >= 0 else 0)
-    model = DefaultTrainer.build_model(cfg)
-    if weights is not None:
-        Checkpointer(model).load(weights)
-    results = DefaultTrainer.test(cfg, model)
-    return {name: {k: float(results[name][k]) for k in ("mAP", "Rank-1")} for name in TESTS}
-
-
-def train_and_evaluate(domain, opts, output_dir, reuse):
-    """Train with tools/train_net.py (the documented command), then evaluate its final checkpoint."""
-    run_dir = os.path.join(output_dir, f"baseline_{domain}")
-    config_file = os.path.join(CONFIG_DIR, f"baseline_{domain}.yml")
-    weights = os.path.join(run_dir, "model_final.pth")
-    minutes = None
-    if not (reuse and os.path.isfile(weights)):
-        command = [
-            sys.executable,
-            os.path.join(REPO, "tools", "train_net.py"),
-            "--config-file",
-            config_file,
-            "OUTPUT_DIR",
-            run_dir,
-            *opts,
-        ]
-        print("+", " ".join(command), flush=True)
-        start = time.time()
-        subprocess.run(command, check=True)
-        minutes = round((time.time() - start) / 60, 1)
-    return evaluate(config_file, opts, run_dir, weights), minutes
-
-
-def markdown_table(rows):
-    lines = [
-        "| Model | Trained on | SynthMarket mAP | SynthMarket Rank-1 | SynthDuke mAP | SynthDuke Rank-1 |",
-        "|:--|:--|--:|--:|--:|--:|",
-    ]
-    for model, trained_on, results in rows:
-        cells = [f"{results[n]['mAP']:.1f} | {results[n]['Rank-1']:.1f}" for n in TESTS]
-        lines.append(f"| {model} | {trained_on} | {' | '.join(cells)} |")
-    return "\n".join(lines)
-
-
-def direction_main(args):
-    from lf2_plugin.experiments.domain_gap import measure_direction_gap
-    from lf2_plugin.experiments.runs import datasets_env
-
-    report = measure_direction_gap(args.direction, args.output_dir, args.seed, datasets_env())
-    with open(os.path.join(args.output_dir, "gap.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    print(f"{report['direction']} ({report['source']} -> {report['target']}, seed {report['seed']}):")
-    for row in report["rows"]:
-        print(f"  {row['name']:<18} mAP {row['mAP']:5.1f}  Rank-1 {row['Rank-1']:5.1f}")
-    print(f"  target supervised / direct transfer mAP: {report['room']}")
+from lf2_plugin.experiments.domain_gap import format_direction_gap, measure_direction_gap, measure_synthetic_domain_gap
+from lf2_plugin.experiments.runs import datasets_env, write_json
 
 
 def main(argv=None):
@@ -125,24 +37,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     if args.direction:
-        return direction_main(args)
+        report = measure_direction_gap(args.direction, args.output_dir, args.seed, datasets_env())
+        write_json(os.path.join(args.output_dir, "gap.json"), report)
+        print(format_direction_gap(report))
+        return
     root = os.getenv("FASTREID_DATASETS", "datasets")
-
-    report = {"dataset_root": root, "generation_seconds": generate_both(root), "opts": args.opts}
-    base_config = os.path.join(CONFIG_DIR, "Base-synth-baseline.yml")
-    rows = [("untrained (random init)", "-", evaluate(base_config, args.opts, args.output_dir))]
-    if not args.skip_training:
-        report["training_minutes"] = {}
-        for domain, name in DOMAINS:
-            results, minutes = train_and_evaluate(domain, args.opts, args.output_dir, args.reuse)
-            report["training_minutes"][domain] = minutes
-            rows.append(("Baseline R18", name, results))
-    report["rows"] = [{"model": m, "trained_on": t, "results": r} for m, t, r in rows]
-    table = markdown_table(rows)
-    with open(os.path.join(args.output_dir, "domain_gap.md"), "w", encoding="utf-8") as f:
-        f.write(table + "\n")
-    with open(os.path.join(args.output_dir, "domain_gap.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    report, table = measure_synthetic_domain_gap(args.output_dir, args.opts, root, args.skip_training, args.reuse)
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
     print(table)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .paired import paired_difference
+from .paired import format_interval, paired_difference
 from .runs import FIDELITY_VARIANTS, RESUME_STATE_KEYS, VARIANTS, read_json, train_net
 
 __all__ = [
@@ -217,7 +217,8 @@ def next_labels(cfg, items, weights, epoch):
     from ..clustering.features import extract_clustering_features
     from ..clustering.hook import cluster_camids, epoch_cluster_seed
     from ..data.pseudo_labels import build_clustering_loader
-    from ..engine.trainer import AtomicCheckpointer, LF2Trainer
+    from ..engine.checkpoint import AtomicCheckpointer
+    from ..engine.trainer import LF2Trainer
 
     model = LF2Trainer.build_model(cfg)
     AtomicCheckpointer(model, "").load(weights)
@@ -358,7 +359,7 @@ def format_table(summary):
         if pair["metric"] in HEADLINE_METRICS:
             lines.append(
                 f"| {pair['a']} − {pair['b']} | {pair['metric']} | {pair['mean']:+g} | "
-                f"[{pair['ci95'][0]:+g}, {pair['ci95'][1]:+g}] | {pair['n']} | {pair['better_in']} |"
+                f"{format_interval(pair['ci95'], '+g')} | {pair['n']} | {pair['better_in']} |"
             )
     lines.append("CPU minutes: " + ", ".join(f"{k} {v}" for k, v in summary["cpu_minutes"].items()))
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Running ``tools/train_net.py`` as a user does, one step of an experiment at a time, and reading its results.
 
 The steps run the repository's own ``tools/train_net.py``: this module needs the checkout (``pip install -e``).
+It also holds the steps the demo and the ablation share: source training, direct transfer, one LF2 adaptation.
 """
 
 import json
@@ -41,8 +42,14 @@ __all__ = [
     "train_net",
     "metrics_row",
     "read_json",
+    "write_json",
+    "config_tuple",
     "datasets_env",
     "keep_final_weights_only",
+    "source_stage_files",
+    "source_and_direct_transfer",
+    "adapt",
+    "target_tests",
 ]
 
 
@@ -83,6 +90,18 @@ def read_json(path):
         return json.load(f)
 
 
+def write_json(path, obj, indent=1):
+    """``obj`` as JSON in ``path`` (its folder made if missing)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent)
+
+
+def config_tuple(values):
+    """A tuple-valued override (e.g. ``DATASETS.TESTS``) as yacs reads it: the literal of a Python tuple."""
+    return repr(tuple(values))
+
+
 def datasets_env():
     """The environment of every step: ``FASTREID_DATASETS`` defaults to ``<repo>/datasets``."""
     return dict(os.environ, FASTREID_DATASETS=os.environ.get("FASTREID_DATASETS", os.path.join(ROOT, "datasets")))
@@ -108,3 +127,63 @@ def keep_final_weights_only(run_dir):
     with open(os.path.join(run_dir, "last_checkpoint"), "w") as f:
         f.write("model_final.pth")
     return before - os.path.getsize(final)
+
+
+def source_stage_files(out):
+    """(source weights, direct-transfer results): what :func:`source_and_direct_transfer` leaves under ``out``."""
+    return os.path.join(out, "source", "model_final.pth"), os.path.join(out, "direct_transfer", "eval_results.json")
+
+
+def source_and_direct_transfer(out, config_dir, seed, env, reuse=False):
+    """Source training in <out>/source, then its model on the target test set in <out>/direct_transfer.
+
+    Returns the source weights and the direct-transfer row. ``reuse`` keeps steps an earlier call finished.
+    """
+    source_config, lf2_config = (os.path.join(config_dir, name) for name in ("source.yml", "lf2.yml"))
+    weights, results = source_stage_files(out)
+    train_net(
+        source_config,
+        os.path.dirname(weights),
+        "SEED",
+        str(seed),
+        env=env,
+        reuse_if=reuse and os.path.basename(weights),
+    )
+    # Direct transfer: the source model on the target test set, through the source config's model definition.
+    train_net(
+        source_config,
+        os.path.dirname(results),
+        "MODEL.WEIGHTS",
+        weights,
+        "DATASETS.TESTS",
+        target_tests(lf2_config),
+        "SEED",
+        str(seed),
+        flags=("--eval-only",),
+        env=env,
+        reuse_if=reuse and os.path.basename(results),
+    )
+    return weights, metrics_row("direct_transfer", read_json(results))
+
+
+def adapt(name, config_dir, run_dir, weights, seed, opts, env, reuse=False):
+    """One LF2 adaptation from ``weights`` in ``run_dir``; returns its last-epoch row named ``name``."""
+    train_net(
+        os.path.join(config_dir, "lf2.yml"),
+        run_dir,
+        "MODEL.WEIGHTS",
+        weights,
+        "SEED",
+        str(seed),
+        *opts,
+        env=env,
+        reuse_if=reuse and "summary.json",
+    )
+    return metrics_row(name, read_json(os.path.join(run_dir, "summary.json"))["last"])
+
+
+def target_tests(lf2_config):
+    """The LF2 config's test sets as a ``DATASETS.TESTS`` override: the source model is evaluated on them."""
+    from ..engine import build_config
+
+    return config_tuple(build_config(lf2_config).DATASETS.TESTS)
