@@ -359,6 +359,29 @@ def atomic_checkpoints():
     defaults.Checkpointer = AtomicCheckpointer
 
 
+@_fix
+def regnet_yaml_paths():
+    """build_regnet_backbone opens fastreid/modeling/.../*.yaml relative to the working directory, not the package."""
+    from yacs.config import CfgNode
+
+    import fastreid
+    import fastreid.modeling.backbones.regnet.regnet as regnet
+
+    if getattr(regnet.regnet_cfg, "_lf2_compat", False):
+        return
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastreid.__file__)))
+
+    class PackageRelativeCfgNode(CfgNode):
+        def merge_from_file(self, cfg_filename):
+            if not os.path.exists(cfg_filename) and cfg_filename.startswith("fastreid/"):
+                cfg_filename = os.path.join(package_parent, cfg_filename)
+            super().merge_from_file(cfg_filename)
+
+    node = PackageRelativeCfgNode(regnet.regnet_cfg)
+    object.__setattr__(node, "_lf2_compat", True)  # CfgNode stores plain attributes as keys
+    regnet.regnet_cfg = node
+
+
 # --------------------------------------------------------------------------------------------------------------
 # fast-reid state set at run time.
 # --------------------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ RUNTIME_FIXES = [
     "ddp_without_device_ids_on_cpu",
     "writer_once_per_iteration",
     "atomic_checkpoints",
+    "regnet_yaml_paths",
 ]
 
 
@@ -277,6 +278,26 @@ def check_atomic_checkpoints():
             pass
         # upstream: the file was truncated in place, and last_checkpoint names it
         torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=True)
+
+
+def check_regnet_yaml_paths():
+    import tempfile
+
+    from lf2_plugin.engine import build_config
+
+    from fastreid.modeling.backbones import build_backbone
+
+    cfg = build_config(opts=["MODEL.BACKBONE.NAME", "build_regnet_backbone", "MODEL.BACKBONE.DEPTH", "200x"])
+    cfg.defrost()
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as elsewhere:
+        os.chdir(elsewhere)  # any folder but fast-reid's source root
+        try:
+            backbone = build_backbone(cfg)  # upstream: FileNotFoundError fastreid/modeling/backbones/regnet/...yaml
+        finally:
+            os.chdir(here)
+    assert backbone(torch.rand(1, 3, 64, 32)).dim() == 4
 
 
 def run_all():
