@@ -448,3 +448,36 @@ def test_checkpoint_keep_removes_old_periodic_checkpoints_only(keep, periodic_le
     assert left == sorted(periodic_left + ["model_best.pth", "model_final.pth"])
     assert load(tmp_path / "model_best.pth")["epoch"] == 1
     assert last_checkpoint(tmp_path) == "model_final.pth"
+
+
+# Holds OUTPUT_DIR the way a run does, in its own process, until killed.
+HOLD_OUTPUT_DIR = """
+import sys, time
+from lf2_plugin.engine.output_lock import output_dir_lock
+held = output_dir_lock(sys.argv[1])
+held.__enter__()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_into_a_held_output_dir_stops_and_a_dead_holder_never_blocks(tmp_path, tiny_duke_root):
+    from lf2_plugin.engine.output_lock import LOCK_NAME, output_dir_lock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OUTPUT_DIR, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for extra in ([], ["--eval-only", "MODEL.WEIGHTS", os.path.join(ROOT, "README.md")]):
+            proc = run_train_net(["--config-file", LF2_TINY_CONFIG, *extra, "OUTPUT_DIR", str(out)], tiny_duke_root)
+            assert proc.returncode == 1, proc.stderr[-2000:]
+            assert f"in use by another run (pid {holder.pid} on " in proc.stderr  # pid, host and
+            assert f": -c {out})" in proc.stderr  # the holder's command line
+            assert sorted(os.listdir(out)) == [LOCK_NAME]  # nothing of the second run was written
+    finally:
+        holder.kill()
+        holder.wait()
+    with output_dir_lock(str(out)):  # killed with SIGKILL: the OS released its lock
+        pass

@@ -78,14 +78,15 @@ def seed_everything(seed):
     os.environ["PYTHONHASHSEED"] = str(seed)
 
 
-def setup(args):
-    """Build the frozen config and run fast-reid's ``default_setup``, then seed from ``SEED``.
+def setup(args, cfg=None):
+    """Build the frozen config (unless given) and run fast-reid's ``default_setup``, then seed from ``SEED``.
 
     fast-reid reseeds every process randomly; here every rank is seeded with ``SEED + rank`` so a run can be
     repeated. With ``SEED < 0`` a random base seed is drawn on rank 0, shared with all ranks, and logged.
     """
-    cfg = build_config(args.config_file, args.opts)
-    cfg.freeze()
+    if cfg is None:
+        cfg = build_config(args.config_file, args.opts)
+        cfg.freeze()
     default_setup(cfg, args)
     # The plugin's own loggers (lf2_plugin.*) write to the same console and OUTPUT_DIR/log.txt as fast-reid's.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lf2_plugin", abbrev_name="lf2")

@@ -4,6 +4,7 @@ Before any model is built the datasets and ``MODEL.WEIGHTS`` are checked; traini
 :func:`~lf2_plugin.engine.reliability.protect_training` (see docs/RELIABILITY.md).
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -14,8 +15,9 @@ from fastreid.utils import comm
 from ..data.validation import validate_datasets
 from ..deploy import load_inference_model
 from . import trainer_class_for
-from .defaults import setup
+from .defaults import build_config, setup
 from .launch import launch
+from .output_lock import output_dir_lock
 from .reliability import explain_non_finite_loss, protect_training
 
 __all__ = ["check_weights_file", "main", "run"]
@@ -37,8 +39,16 @@ def check_weights_file(cfg, args):
 
 
 def main(args):
-    """One process's job for fast-reid's command-line ``args``: the results of training or evaluation."""
-    cfg = setup(args)
+    """One process's job for fast-reid's command-line ``args``: the results of training or evaluation. The main
+    process holds ``OUTPUT_DIR`` (:func:`~lf2_plugin.engine.output_lock.output_dir_lock`) before anything is
+    written there, so a second run into the same folder, training or ``--eval-only``, stops at once."""
+    cfg = build_config(args.config_file, args.opts)
+    cfg.freeze()
+    with output_dir_lock(cfg.OUTPUT_DIR) if comm.is_main_process() else contextlib.nullcontext():
+        return _main(setup(args, cfg), args)
+
+
+def _main(cfg, args):
     check_weights_file(cfg, args)
     validate_datasets(cfg, eval_only=args.eval_only)  # before any model is built
     trainer_cls = trainer_class_for(cfg)
