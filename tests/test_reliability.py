@@ -22,6 +22,7 @@ BASELINE_CONFIG = os.path.join(ROOT, "tests", "configs", "baseline_tiny.yml")
 #   kill-save:N  SIGKILL itself when the N-th .pth checkpoint is renamed into place (its temp file fully written)
 #   kill-iter:N  SIGKILL itself just before iteration N
 #   term-iter:N  SIGTERM itself just before iteration N (the handler lets iteration N finish)
+#   full-save:N  the N-th .pth write fails after 4 KiB as torch.save fails on a full disk (RuntimeError, no errno)
 FAULT_DRIVER = r"""
 import os, runpy, signal, sys
 import lf2_plugin
@@ -38,6 +39,17 @@ if kind == "kill-save":
                 os.kill(os.getpid(), signal.SIGKILL)
         return real_replace(src, dst)
     os.replace = replace
+elif kind == "full-save":
+    import torch
+    real_save, saves = torch.save, []
+    def save(obj, f, *args, **kwargs):
+        if ".pth.tmp." in str(getattr(f, "name", f)):
+            saves.append(f)
+            if len(saves) == n:
+                f.write(bytes(4096))
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4096")
+        return real_save(obj, f, *args, **kwargs)
+    torch.save = save
 else:
     real_run_step = DefaultTrainer.run_step
     def run_step(self):
@@ -364,6 +376,51 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(stopped_run, tiny_d
     assert f"Training stopped; the last checkpoint, {out}/model_interrupted.pth, is intact" in proc.stderr
     assert {p.name: digest(p) for p in out.glob("*.pth")} == before
     assert last_checkpoint(out) == "model_interrupted.pth"
+
+
+# ---- a checkpoint that cannot be written (full disk) -------------------------------------------------------------
+def test_a_failed_checkpoint_write_stops_naming_the_folder_and_keeps_the_last_checkpoint(
+    stopped_run, tiny_duke_root, tmp_path
+):
+    out = tmp_path / "run"
+    shutil.copytree(stopped_run[0], out)
+    before = {p.name: digest(p) for p in out.glob("*.pth")}
+    # resume from the SIGTERM checkpoint; the first save after it (model_best.pth at the end of epoch 0) fails
+    proc = run_with_fault("full-save:1", ["--resume", *lf2_args(out, *ALL_OUTLIERS)], tiny_duke_root)
+    assert proc.returncode == 1, output(proc)[-3000:]
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"CheckpointWriteError: cannot write {out}/model_best.pth: RuntimeError: "), message
+    assert re.search(rf"\(\d+\.\d [KMG]iB free in {re.escape(str(out))}; 4.0 KiB of the file were written", message)
+    assert "The previous checkpoint and last_checkpoint are intact" in message
+    assert {p.name: digest(p) for p in out.glob("*.pth")} == before
+    assert last_checkpoint(out) == "model_interrupted.pth" and not list(out.glob("*.tmp.*"))
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs: a real full disk (needs root and mount; skipped elsewhere)."""
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(full_disk):
+    from lf2_plugin.engine.checkpoint import AtomicCheckpointer, CheckpointWriteError
+
+    checkpointer = AtomicCheckpointer(torch.nn.Linear(4, 4), str(full_disk))
+    checkpointer.save("model_0000", epoch=0)
+    saved = digest(full_disk / "model_0000.pth")
+    checkpointer.model = torch.nn.Linear(1024, 1024)  # 4 MiB of weights into 1 MiB
+    with pytest.raises(CheckpointWriteError) as failed:
+        checkpointer.save("model_0001", epoch=1)
+    assert str(failed.value).startswith(f"cannot write {full_disk}/model_0001.pth: the disk is full (")
+    assert f"free in {full_disk};" in str(failed.value)
+    assert sorted(p.name for p in full_disk.iterdir()) == ["last_checkpoint", "model_0000.pth"]
+    assert last_checkpoint(full_disk) == "model_0000.pth" and digest(full_disk / "model_0000.pth") == saved
 
 
 # ---- SIGKILL during a checkpoint save and mid-epoch; --resume ---------------------------------------------------

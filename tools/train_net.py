@@ -13,6 +13,7 @@ atomically and SIGINT/SIGTERM stop with a checkpoint (exit status 130/143). The 
 
 import sys
 
+from lf2_plugin.engine.checkpoint import CheckpointWriteError
 from lf2_plugin.engine.output_lock import OutputDirInUse
 from lf2_plugin.engine.reliability import TrainingInterrupted
 from lf2_plugin.engine.run import run
@@ -27,6 +28,9 @@ def cli(argv=None):
         return run(args)
     except OutputDirInUse as busy:  # nothing was written: the other run's files are untouched
         print(f"OutputDirInUse: {busy}", file=sys.stderr)
+        sys.exit(1)
+    except CheckpointWriteError as failed:  # e.g. a full disk; the previous checkpoint is intact
+        print(f"CheckpointWriteError: {failed}", file=sys.stderr)
         sys.exit(1)
     except TrainingInterrupted as stop:  # the checkpoint is written; 130 for Ctrl-C, 143 for SIGTERM
         print(f"{stop}; exit status {stop.exit_code}", file=sys.stderr)

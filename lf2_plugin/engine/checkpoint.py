@@ -1,14 +1,20 @@
 """Checkpoints that survive a process killed mid-save, and loads that refuse a checkpoint of another model."""
 
+import errno
 import glob
 import os
 import re
+import shutil
 
 import torch
 
 from fastreid.utils.checkpoint import Checkpointer
 
-__all__ = ["AtomicCheckpointer"]
+__all__ = ["AtomicCheckpointer", "CheckpointWriteError"]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint (or ``last_checkpoint``) could not be written; the previous one and its tag are intact."""
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -113,9 +119,42 @@ class AtomicCheckpointer(Checkpointer):
 
 
 def _atomic_write(path, write, binary=False):
+    """``write(f)`` to a temporary file, fsync, rename over ``path``. On failure the temporary file is removed and
+    :class:`CheckpointWriteError` names the folder and its free space: torch reports a full disk only as
+    ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb" if binary else "w") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        message = _write_failure(path, tmp, error)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise CheckpointWriteError(message) from error
+
+
+# Below this many free bytes a failed write is reported as a full disk whatever the error says.
+_FULL_DISK_BYTES = 1 << 20
+
+
+def _write_failure(path, tmp, error):
+    folder = os.path.dirname(os.path.abspath(path))
+    written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+    free = shutil.disk_usage(folder).free  # before the temporary file is removed, as the write saw it
+    full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or free < _FULL_DISK_BYTES
+    cause = "the disk is full" if full else f"{type(error).__name__}: {error}"
+    return (
+        f"cannot write {path}: {cause} ({_size(free)} free in {folder}; {_size(written)} of the file were written "
+        "and have been removed). The previous checkpoint and last_checkpoint are intact: free space (or move "
+        "OUTPUT_DIR elsewhere, with its last checkpoint) and --resume."
+    )
+
+
+def _size(num_bytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if num_bytes < 1024 or unit == "GiB":
+            return f"{num_bytes:.0f} {unit}" if unit == "bytes" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
