@@ -274,7 +274,7 @@ def check_atomic_checkpoints():
         checkpointer.save("model_final")
         try:  # a save that stops half-way, as in a process killed while writing
             checkpointer.save("model_final", stop=StopsTheSave())
-        except InterruptedError:
+        except OSError:  # InterruptedError upstream, CheckpointWriteError with the fix
             pass
         # upstream: the file was truncated in place, and last_checkpoint names it
         torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=True)

@@ -164,9 +164,11 @@ def test_a_checkpoint_of_another_k_is_refused_with_what_it_was_saved_with(adapte
     with pytest.raises(IncompleteCheckpointError) as error:
         load_inference_model(cfg)
     message = str(error.value)
-    assert re.search(r"teacher\.heads\.experts\.2\.\S+ missing", message) and "K=2 stripes" in message
+    assert re.search(r"teacher\.heads\.experts\.2\.\S+ missing", message)
     assert "7 of" in message  # stripe 3's expert: Linear weight, bias and BN weight, bias, 3 buffers
-    assert "MODEL.LF2.NUM_PARTS=3" in message and str(weights) in message
+    assert "saved from LF2 with MODEL.LF2.NUM_PARTS=2 on build_resnet_backbone depth 18x" in message  # built_with
+    assert "the config builds LF2 with MODEL.LF2.NUM_PARTS=3 on build_resnet_backbone" in message
+    assert str(weights) in message
 
 
 def test_a_source_checkpoint_does_not_make_an_lf2_eval_model(uninterrupted, tmp_path):
@@ -243,5 +245,8 @@ def test_eval_only_refuses_a_checkpoint_of_another_k(uninterrupted, tiny_duke_ro
         tiny_duke_root,
     )
     assert proc.returncode != 0
-    assert "does not cover this model's eval path" in proc.stderr and "K=2 stripes" in proc.stderr
+    assert (
+        "does not cover this model's eval path" in proc.stderr
+        and "saved from LF2 with MODEL.LF2.NUM_PARTS=2 on" in proc.stderr
+    )
     assert not (tmp_path / "eval_results.json").exists()

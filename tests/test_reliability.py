@@ -366,16 +366,65 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(stopped_run, tiny_d
     )
     assert proc.returncode == 1
     log = output(proc)
-    assert "Resuming from a checkpoint written mid-epoch (stopped by SIGTERM at iteration 1)" in log
+    assert "Resuming inside epoch 0 after 2 of its 3 steps" in log
     assert "Starting training from epoch 0" in log
     assert re.search(
-        r"FloatingPointError: Loss became infinite or NaN at iteration 0 \(epoch 0\): "
+        r"FloatingPointError: Loss became infinite or NaN at iteration 2 \(epoch 0\): "
         r"loss_cls=[\d.]+, loss_triplet=[\d.]+, loss_part_triplet=(inf|nan)\.",
         proc.stderr,
     )
     assert f"Training stopped; the last checkpoint, {out}/model_interrupted.pth, is intact" in proc.stderr
     assert {p.name: digest(p) for p in out.glob("*.pth")} == before
     assert last_checkpoint(out) == "model_interrupted.pth"
+
+
+# ---- strict loads: --resume and LF2 weights must fill the whole model ---------------------------------------------
+@pytest.fixture
+def finished_run(uninterrupted, tmp_path):
+    """A copy of the uninterrupted run's OUTPUT_DIR holding its last checkpoint only."""
+    full_out, _ = uninterrupted
+    out = tmp_path / "run"
+    out.mkdir()
+    name = last_checkpoint(full_out)
+    shutil.copy(full_out / name, out / name)
+    shutil.copy(full_out / "last_checkpoint", out / "last_checkpoint")
+    return out, out / name
+
+
+def test_resume_and_lf2_weights_refuse_a_checkpoint_of_another_k(finished_run, cli_with_root, tiny_duke_root):
+    from lf2_plugin.modeling.checkpoint import IncompleteCheckpointError
+
+    out, weights = finished_run
+    assert load(weights)["built_with"]["num_parts"] == 2
+    weights_into_a_new_run = ["MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(out.parent / "fresh")]
+    for flags, opts in ((["--resume"], []), ([], weights_into_a_new_run)):
+        with pytest.raises(IncompleteCheckpointError) as refused:
+            cli_with_root(tiny_duke_root, [*flags, *lf2_args(out), "MODEL.LF2.NUM_PARTS", "3", *opts])
+        message = str(refused.value)
+        assert message.startswith(f"{weights} does not fit this model: ")
+        # stripe 3: expert (7) and attention (2) of student and teacher, and a fourth Fusion Module BN (5)
+        assert "23 of 324 tensors missing, 0 of another shape (fusion.bns.3.norm.bias missing;" in message
+        assert "It was saved from LF2 with MODEL.LF2.NUM_PARTS=2 on build_resnet_backbone depth 18x" in message
+        assert "this run builds LF2 with MODEL.LF2.NUM_PARTS=3 on build_resnet_backbone" in message
+    assert digest(weights) == digest(finished_run[1])
+
+
+def test_lf2_weights_with_another_number_of_clusters_still_load_and_resume(finished_run, tiny_duke_root, tmp_path):
+    _, weights = finished_run
+    out = tmp_path / "five"
+    five = ("MODEL.HEADS.NUM_CLASSES", "5", "MODEL.LF2.CLUSTER.NUM_CLUSTERS", "5", "SOLVER.MAX_EPOCH", "1")
+    # 6-row classifiers into a 5-cluster run (the only tensors of another shape; clustering sets them), stopped
+    # inside epoch 0 after 2 of its 3 steps
+    proc = run_with_fault("term-iter:1", [*lf2_args(out, *five), "MODEL.WEIGHTS", str(weights)], tiny_duke_root)
+    assert proc.returncode == 143, output(proc)[-3000:]
+    assert load(out / "model_interrupted.pth")["model"]["heads.weight"].shape[0] == 5
+    # resumed by a model built with 6-row classifiers (as after a clustering of another k): they take the stored 5
+    # rows, trained for 2 steps, instead of being skipped as of another shape
+    proc = run_train_net(["--resume", *lf2_args(out, *five, "MODEL.HEADS.NUM_CLASSES", "6")], tiny_duke_root)
+    assert proc.returncode == 0, output(proc)[-3000:]
+    assert "Resuming inside epoch 0 after 2 of its 3 steps" in output(proc)
+    assert "heads.weight" not in "".join(line for line in output(proc).splitlines() if "shape" in line)
+    assert load(out / "model_final.pth")["model"]["heads.weight"].shape[0] == 5
 
 
 # ---- a checkpoint that cannot be written (full disk) -------------------------------------------------------------
@@ -450,6 +499,26 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(uninterrupted, tiny_d
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
 
 
+def test_sigterm_mid_epoch_then_resume_matches_the_uninterrupted_run(uninterrupted, tiny_duke_root, tmp_path):
+    full_out, _ = uninterrupted
+    # stopped inside epoch 1 (iterations 3, 4, 5) after iteration 4: 2 of its 3 steps done
+    proc = run_with_fault("term-iter:4", lf2_args(tmp_path), tiny_duke_root)
+    assert proc.returncode == 143, output(proc)[-3000:]
+    stopped = load(tmp_path / "model_interrupted.pth")
+    assert (stopped["epoch"], stopped["epoch_steps_done"], stopped["interrupted_mid_epoch"]) == (0, 2, True)
+    # resumed through epoch 1: its last step, no clustering, then evaluation; equal to the uninterrupted run
+    proc = run_train_net(["--resume", *lf2_args(tmp_path, "SOLVER.MAX_EPOCH", "2")], tiny_duke_root)
+    assert proc.returncode == 0, output(proc)[-3000:]
+    log = output(proc)
+    assert "Resuming inside epoch 1 after 2 of its 3 steps" in log and "pseudo-label digest" not in log
+    full = json.loads((full_out / "summary.json").read_text())["history"][1]
+    resumed = json.loads((tmp_path / "summary.json").read_text())["last"]
+    assert full["epoch"] == 1 and "mAP" in full and resumed == full
+    a, b = load(full_out / "model_0001.pth"), load(tmp_path / "model_final.pth")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), "resumed weights differ"
+    assert all(torch.equal(x, y) for x, y in zip(a["pseudo_labels"], b["pseudo_labels"], strict=True))
+
+
 # ---- Ctrl-C (source stage, fast-reid's own Baseline and DefaultTrainer) -----------------------------------------
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_market_root, tmp_path):
     env = dict(os.environ, FASTREID_DATASETS=tiny_market_root)
@@ -486,6 +555,84 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_market_root, tmp_path):
     assert checkpoint["interrupted"] == "SIGINT" and checkpoint["interrupted_mid_epoch"]
     assert "backbone.conv1.weight" in checkpoint["model"] and "optimizer" in checkpoint
     assert not list(tmp_path.glob("*.tmp.*"))
+
+
+# ---- faults under two processes (gloo): a worker killed, the launcher stopped ----------------------------------
+def workers_of(pid):
+    """The pids of ``pid``'s multiprocessing workers (its children running spawn_main), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+                found.append(int(entry))
+    return sorted(found)
+
+
+def alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def start_two_processes(args, root, out, until):
+    """tools/train_net.py with --num-gpus 2 (gloo), running until ``until(rank 0's log, rank 1's log)``; returns
+    (Popen, worker pids)."""
+    env = dict(os.environ, FASTREID_DATASETS=root)
+    process = subprocess.Popen(
+        [sys.executable, TRAIN_NET, "--num-gpus", "2", "--dist-url", "auto", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logs = [out / "log.txt", out / "log.txt.rank1"]
+    deadline = time.monotonic() + 400
+    while not (all(log.exists() for log in logs) and until(*(log.read_text() for log in logs))):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.2)
+    workers = workers_of(process.pid)
+    assert len(workers) == 2, workers
+    return process, workers
+
+
+def test_two_processes_a_killed_worker_and_a_stopped_launcher_lose_nothing(tiny_duke_root, tmp_path):
+    # 1. kill -9 one worker once epoch 0's checkpoints are being written: the launcher stops the other, names the
+    #    dead one, and the checkpoint last_checkpoint names is complete
+    process, workers = start_two_processes(
+        lf2_args(tmp_path), tiny_duke_root, tmp_path, lambda rank0, rank1: "model_0000" in rank0
+    )
+    os.kill(workers[1], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr[-3000:]
+    assert re.search(rf"WorkerFailed: worker rank \d \(pid {workers[1]}\) was killed by SIGKILL; the other", stderr)
+    assert not any(alive(pid) for pid in workers), "a worker outlived the launcher"
+    assert load(tmp_path / last_checkpoint(tmp_path))["epoch"] >= 0 and not list(tmp_path.glob("*.tmp.*"))
+    # 2. --resume, then SIGTERM to the launcher only: both workers stop at the same step, rank 0 writes a checkpoint
+    ready = "SIGINT (Ctrl-C) / SIGTERM now stop training"  # in both ranks' logs, once per run
+    process, workers = start_two_processes(
+        ["--resume", *lf2_args(tmp_path)],
+        tiny_duke_root,
+        tmp_path,
+        lambda rank0, rank1: rank0.count(ready) >= 2 and rank1.count(ready) >= 2,
+    )
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143, stderr[-3000:]
+    assert "training stopped by SIGTERM" in stderr
+    assert not any(alive(pid) for pid in workers), "a worker outlived the launcher"
+    assert last_checkpoint(tmp_path) == "model_interrupted.pth"
+    assert load(tmp_path / "model_interrupted.pth")["interrupted"] == "SIGTERM"
+    # 3. --resume finishes the run
+    proc = run_train_net(["--resume", "--num-gpus", "2", "--dist-url", "auto", *lf2_args(tmp_path)], tiny_duke_root)
+    assert proc.returncode == 0, output(proc)[-3000:]
+    assert json.loads((tmp_path / "summary.json").read_text())["last"]["epoch"] == LF2_TINY_EPOCHS - 1
 
 
 # ---- SOLVER.CHECKPOINT_KEEP ---------------------------------------------------------------------------------------

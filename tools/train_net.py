@@ -14,6 +14,7 @@ atomically and SIGINT/SIGTERM stop with a checkpoint (exit status 130/143). The 
 import sys
 
 from lf2_plugin.engine.checkpoint import CheckpointWriteError
+from lf2_plugin.engine.launch import WorkerFailed
 from lf2_plugin.engine.output_lock import OutputDirInUse
 from lf2_plugin.engine.reliability import TrainingInterrupted
 from lf2_plugin.engine.run import run
@@ -29,8 +30,8 @@ def cli(argv=None):
     except OutputDirInUse as busy:  # nothing was written: the other run's files are untouched
         print(f"OutputDirInUse: {busy}", file=sys.stderr)
         sys.exit(1)
-    except CheckpointWriteError as failed:  # e.g. a full disk; the previous checkpoint is intact
-        print(f"CheckpointWriteError: {failed}", file=sys.stderr)
+    except (CheckpointWriteError, WorkerFailed) as failed:  # a full disk, a dead worker: the last checkpoint is intact
+        print(f"{type(failed).__name__}: {failed}", file=sys.stderr)
         sys.exit(1)
     except TrainingInterrupted as stop:  # the checkpoint is written; 130 for Ctrl-C, 143 for SIGTERM
         print(f"{stop}; exit status {stop.exit_code}", file=sys.stderr)

@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modeling.checkpoint import checkpoint_state_dict, load_checkpoint_file
+from ..modeling.checkpoint import (
+    IncompleteCheckpointError,
+    checkpoint_state_dict,
+    describe_config_model,
+    describe_saved_model,
+    describe_unfit,
+    load_checkpoint_file,
+    unfit_tensors,
+)
 
 __all__ = [
     "DescriptorModel",
@@ -22,10 +30,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class IncompleteCheckpointError(RuntimeError):
-    """A checkpoint that does not hold every tensor the model's eval forward reads."""
 
 
 class DescriptorModel(nn.Module):
@@ -106,26 +110,6 @@ def inference_state_keys(model, example):
     return keys
 
 
-def _saved_with(stored):
-    """What a state dict says of the model that wrote it: LF2 and its K, or not, and the feature width."""
-    parts = {k.split(".")[2] for k in stored if k.startswith("heads.experts.")}
-    bn = stored.get("heads.bn_global.norm.weight", stored.get("heads.bottleneck.0.weight"))
-    width = f", feature width {bn.numel()}" if bn is not None else ""
-    if any(k.startswith("teacher.") for k in stored):
-        return f"LF2 with K={len(parts)} stripes{width}"
-    return f"a model without a teacher (source stage or fast-reid Baseline){width}"
-
-
-def _builds(cfg):
-    backbone = (
-        f"{cfg.MODEL.BACKBONE.NAME} depth {cfg.MODEL.BACKBONE.DEPTH}, MODEL.BACKBONE.FEAT_DIM "
-        f"{cfg.MODEL.BACKBONE.FEAT_DIM}"
-    )
-    if cfg.MODEL.META_ARCHITECTURE == "LF2":
-        return f"LF2 with MODEL.LF2.NUM_PARTS={cfg.MODEL.LF2.NUM_PARTS} on {backbone}"
-    return f"{cfg.MODEL.META_ARCHITECTURE} on {backbone}"
-
-
 def load_inference_model(cfg, weights=None):
     """Build ``cfg``'s model (as ``tools/train_net.py --eval-only`` does) and load ``weights`` (default
     ``MODEL.WEIGHTS``) into it, refusing a checkpoint that leaves any tensor of the eval path unset.
@@ -143,21 +127,18 @@ def load_inference_model(cfg, weights=None):
     cfg.defrost()
     cfg.MODEL.BACKBONE.PRETRAIN = False
     model = trainer_class_for(cfg).build_model(cfg).eval()
-    stored = checkpoint_state_dict(load_checkpoint_file(weights))
+    checkpoint = load_checkpoint_file(weights)
+    stored = checkpoint_state_dict(checkpoint)
     example = torch.zeros(1, 3, *cfg.INPUT.SIZE_TEST, device=model.device)
     expected = model.state_dict()
     needed = inference_state_keys(model, example)
-    missing = sorted(k for k in needed if k not in stored)
-    misfit = sorted(k for k in needed if k in stored and tuple(stored[k].shape) != tuple(expected[k].shape))
+    missing, misfit = unfit_tensors(stored, expected, needed)
     if missing or misfit:
-        shown = "; ".join(
-            [f"{k} missing" for k in missing[:4]]
-            + [f"{k}: {tuple(stored[k].shape)} stored, {tuple(expected[k].shape)} expected" for k in misfit[:4]]
-        )
         raise IncompleteCheckpointError(
             f"{weights} does not cover this model's eval path: {len(missing)} of {len(needed)} tensors missing, "
-            f"{len(misfit)} of another shape ({shown}). It was saved from {_saved_with(stored)}; the config "
-            f"builds {_builds(cfg)}: use the config the checkpoint was trained with."
+            f"{len(misfit)} of another shape ({describe_unfit(stored, expected, missing, misfit)}). It was saved "
+            f"from {describe_saved_model(checkpoint)}; the config builds {describe_config_model(cfg)}: use the "
+            "config the checkpoint was trained with."
         )
     AtomicCheckpointer(model, "").load(weights)
     return model.eval()

@@ -23,18 +23,24 @@ class AtomicCheckpointer(Checkpointer):
     The file is written to a temporary name and renamed, then ``last_checkpoint`` is replaced the same way, so a
     process killed mid-save leaves the previous checkpoint and its tag intact. Loading names the file when it is
     missing or unreadable and raises when the checkpoint does not fill the model's backbone (fast-reid only warns
-    and trains from the random initialisation). With ``keep_last`` > 0 only the newest ``keep_last`` periodic
-    checkpoints (``model_<epoch>.pth``) stay on disk; ``model_final``, ``model_best`` and ``model_interrupted``
-    always stay.
+    and trains from the random initialisation); ``--resume`` (and :meth:`load_complete`) refuses a checkpoint
+    that leaves any model tensor unset. With ``keep_last`` > 0 only the newest ``keep_last`` periodic checkpoints
+    (``model_<epoch>.pth``) stay on disk; ``model_final``, ``model_best`` and ``model_interrupted`` always stay.
+    ``built_with`` (:func:`~lf2_plugin.modeling.checkpoint.model_provenance`) is stored in every checkpoint.
     """
 
     PERIODIC_NAME = re.compile(r"model_(\d+)\.pth")
 
-    def __init__(self, model, save_dir="", *, extra_state=None, keep_last=0, **kwargs):
+    def __init__(
+        self, model, save_dir="", *, extra_state=None, keep_last=0, built_with=None, resumes_mid_epoch=False, **kwargs
+    ):
         super().__init__(model, save_dir, **kwargs)
+        self.resumes_mid_epoch = resumes_mid_epoch  # the trainer continues a mid-epoch checkpoint exactly
         self.extra_state = extra_state
         self.keep_last = int(keep_last)
+        self.built_with = built_with
         self._loading = ""
+        self._complete_except = None  # while loading completely: the model keys that may differ
 
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
@@ -43,6 +49,8 @@ class AtomicCheckpointer(Checkpointer):
         data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
         if self.extra_state is not None:
             data.update(self.extra_state())
+        if self.built_with is not None:
+            data["built_with"] = dict(self.built_with)
         data.update(kwargs)
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
@@ -68,8 +76,22 @@ class AtomicCheckpointer(Checkpointer):
     def tag_last_checkpoint(self, last_filename_basename):
         _atomic_write(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename))
 
+    def load_complete(self, path, *, may_differ=(), **kwargs):
+        """:meth:`load`, refusing a checkpoint that leaves any model tensor but those named in ``may_differ``
+        missing or of another shape (:class:`~lf2_plugin.modeling.checkpoint.IncompleteCheckpointError`)."""
+        self._complete_except = frozenset(may_differ)
+        try:
+            return self.load(path, **kwargs)
+        finally:
+            self._complete_except = None
+
     def resume_or_load(self, path, *, resume=True):
-        if resume and self.has_checkpoint() and self.save_to_disk:
+        if resume and self.has_checkpoint():  # the run that wrote OUTPUT_DIR goes on: every tensor must fit
+            return self._resume()
+        return super().resume_or_load(path, resume=resume)
+
+    def _resume(self):
+        if self.save_to_disk:
             stale_files = [
                 path
                 for pattern in ("*.pth.tmp.*", "last_checkpoint.tmp.*")
@@ -78,12 +100,14 @@ class AtomicCheckpointer(Checkpointer):
             for stale in stale_files:
                 self.logger.warning("Removing %s, left by a process killed while saving", stale)
                 os.remove(stale)
-        checkpoint = super().resume_or_load(path, resume=resume)
-        if resume and checkpoint.get("interrupted_mid_epoch"):
+        # a model's cluster-sized tensors (LF2's classifier) are set again before they are used
+        may_differ = getattr(self.model, "CLUSTER_SIZED_KEYS", ())
+        checkpoint = self.load_complete(self.get_checkpoint_file(), may_differ=may_differ)
+        if checkpoint.get("interrupted_mid_epoch") and not self.resumes_mid_epoch:
             self.logger.warning(
                 "Resuming from a checkpoint written mid-epoch (stopped by %s at iteration %d): epoch %d restarts "
                 "from its first iteration with these weights, so the result is not bit-identical to an "
-                "uninterrupted run (resuming from an epoch checkpoint model_NNNN.pth is)",
+                "uninterrupted run (resuming from an epoch checkpoint model_NNNN.pth is, as is an LF2 run's)",
                 checkpoint.get("interrupted", "a signal"),
                 checkpoint.get("iteration", -1),
                 checkpoint.get("epoch", -1) + 1,
@@ -102,6 +126,8 @@ class AtomicCheckpointer(Checkpointer):
     def _load_model(self, checkpoint):
         stored = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in checkpoint["model"].items()}
         model_state = self.model.state_dict()
+        if self._complete_except is not None:
+            self._check_complete(checkpoint, stored, model_state)
         backbone = [k for k in model_state if k.startswith(("backbone.", "teacher.backbone."))]
         unfit = [k for k in backbone if k not in stored or tuple(stored[k].shape) != tuple(model_state[k].shape)]
         if unfit:
@@ -116,6 +142,27 @@ class AtomicCheckpointer(Checkpointer):
                 f"MODEL.BACKBONE / META_ARCHITECTURE: set them as in the config that wrote it."
             )
         return super()._load_model(checkpoint)
+
+    def _check_complete(self, checkpoint, stored, model_state):
+        from ..modeling.checkpoint import (
+            IncompleteCheckpointError,
+            describe_provenance,
+            describe_saved_model,
+            describe_unfit,
+            unfit_tensors,
+        )
+
+        keys = [k for k in model_state if k not in self._complete_except]
+        missing, misfit = unfit_tensors(stored, model_state, keys)
+        if not (missing or misfit):
+            return
+        builds = f"; this run builds {describe_provenance(self.built_with)}" if self.built_with is not None else ""
+        raise IncompleteCheckpointError(
+            f"{self._loading} does not fit this model: {len(missing)} of {len(keys)} tensors missing, {len(misfit)} "
+            f"of another shape ({describe_unfit(stored, model_state, missing, misfit)}). It was saved from "
+            f"{describe_saved_model(checkpoint)}{builds}. Use the config the checkpoint was trained with (for "
+            "--resume: OUTPUT_DIR/config.yaml)."
+        )
 
 
 def _atomic_write(path, write, binary=False):

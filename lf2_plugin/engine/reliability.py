@@ -12,7 +12,9 @@ every trainer, fast-reid's own included):
   Ctrl-C, 143 for SIGTERM). A second signal stops at once, without a checkpoint.
 
 ``--resume`` continues from ``model_interrupted.pth``: stopped at an epoch boundary, exactly as an uninterrupted
-run; stopped mid-epoch, the interrupted epoch restarts with the weights reached (see docs/RELIABILITY.md).
+run; stopped mid-epoch, an LF2 run goes on from the step it stopped at, exactly
+(:mod:`~lf2_plugin.engine.mid_epoch`), other trainers restart the interrupted epoch with the weights reached (see
+docs/RELIABILITY.md).
 """
 
 import logging
@@ -20,10 +22,12 @@ import os
 import re
 import signal
 import threading
+import time
 
 from fastreid.engine.train_loop import HookBase
 from fastreid.utils import comm
 
+from ..modeling.checkpoint import model_provenance
 from .checkpoint import AtomicCheckpointer
 
 __all__ = [
@@ -54,17 +58,23 @@ class InterruptCheckpointHook(HookBase):
     :class:`TrainingInterrupted`. Register it last, after the PeriodicCheckpointer."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # A signal this soon after the first is the same stop delivered twice (a terminal's Ctrl-C or a scheduler's
+    # SIGTERM reaches the workers directly and through the launcher), not a user asking to stop at once.
+    DUPLICATE_SECONDS = 2.0
 
     def __init__(self):
         self._received = None
+        self._received_at = 0.0
         self._previous = {}
 
     def _handle(self, signum, frame):
+        if self._received is not None and time.monotonic() - self._received_at < self.DUPLICATE_SECONDS:
+            return
         if self._received is not None:  # second signal: the user does not want to wait
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        self._received = signum
+        self._received, self._received_at = signum, time.monotonic()
         logger.warning(
             "Received %s: stopping after the current step and writing a checkpoint (send it again to "
             "stop at once, without one)",
@@ -89,19 +99,23 @@ class InterruptCheckpointHook(HookBase):
             received = max(comm.all_gather(received))
         return received
 
-    def _stop(self, epoch_complete):
+    def _stop(self, epoch_complete, step_done=False):
         signum = self._stop_requested()
         if not signum:
             return
         trainer = self.trainer
         done = trainer.epoch if epoch_complete else trainer.epoch - 1
         path = os.path.join(trainer.cfg.OUTPUT_DIR, INTERRUPTED_CHECKPOINT + ".pth")
+        where = {}
+        if not epoch_complete:  # how far into the epoch, for a trainer that resumes there (LF2Trainer)
+            where["epoch_steps_done"] = trainer.iter + int(step_done) - trainer.epoch * trainer.iters_per_epoch
         trainer.checkpointer.save(
             INTERRUPTED_CHECKPOINT,
             epoch=done,
             iteration=trainer.iter,
             interrupted=signal.Signals(signum).name,
             interrupted_mid_epoch=not epoch_complete,
+            **where,
         )
         comm.synchronize()
         where = (
@@ -121,18 +135,20 @@ class InterruptCheckpointHook(HookBase):
         self._stop(epoch_complete=False)
 
     def after_step(self):
-        self._stop(epoch_complete=False)
+        self._stop(epoch_complete=False, step_done=True)
 
     def after_epoch(self):  # runs after evaluation and the epoch checkpoint
         self._stop(epoch_complete=True)
 
 
 def protect_training(trainer):
-    """``SOLVER.CHECKPOINT_KEEP`` and :class:`InterruptCheckpointHook` for any fast-reid ``DefaultTrainer`` (call it
+    """``SOLVER.CHECKPOINT_KEEP``, the model's provenance in every checkpoint (``"built_with"``) and
+    :class:`InterruptCheckpointHook` for any fast-reid ``DefaultTrainer`` (call it
     after building the trainer, before ``resume_or_load``). Returns the trainer."""
     checkpointer = trainer.checkpointer
     if isinstance(checkpointer, AtomicCheckpointer):  # fast-reid's own Checkpointer when LF2_COMPAT_SKIP names it
         checkpointer.keep_last = int(trainer.cfg.SOLVER.get("CHECKPOINT_KEEP", 0))
+        checkpointer.built_with = model_provenance(trainer.cfg)
     trainer.register_hooks([InterruptCheckpointHook()])
     return trainer
 

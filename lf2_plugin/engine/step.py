@@ -37,6 +37,12 @@ class LF2StepRunner(SimpleTrainer):
         self.data_loaders = list(loaders)
         self._iterators = [iter(loader) for loader in self.data_loaders]
 
+    def skip_batches(self, count):
+        """Draw and drop ``count`` batches from every level's loader (a resumed epoch's steps already trained)."""
+        for _ in range(count):
+            for iterator in self._iterators:
+                next(iterator)
+
     def run_step(self):
         assert self.model.training, "[LF2StepRunner] model was changed to eval mode!"
         if not self._iterators:

@@ -71,6 +71,70 @@ def load_checkpoint_file(path):
             ) from None
 
 
+class IncompleteCheckpointError(RuntimeError):
+    """A checkpoint that leaves tensors of the model it is loaded into unset or of another shape."""
+
+
+def model_provenance(cfg):
+    """What builds ``cfg``'s model, stored in every checkpoint as ``"built_with"`` so that a load into another
+    model can say what the checkpoint was."""
+    from .. import __version__
+
+    provenance = {
+        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
+        "backbone": cfg.MODEL.BACKBONE.NAME,
+        "depth": cfg.MODEL.BACKBONE.DEPTH,
+        "feat_dim": cfg.MODEL.BACKBONE.FEAT_DIM,
+        "lf2_plugin": __version__,
+    }
+    if cfg.MODEL.META_ARCHITECTURE == "LF2":
+        provenance["num_parts"] = cfg.MODEL.LF2.NUM_PARTS
+    return provenance
+
+
+def describe_provenance(provenance):
+    """:func:`model_provenance`'s record in words."""
+    parts = f" with MODEL.LF2.NUM_PARTS={provenance['num_parts']}" if "num_parts" in provenance else ""
+    return (
+        f"{provenance['meta_architecture']}{parts} on {provenance['backbone']} depth {provenance['depth']}, "
+        f"MODEL.BACKBONE.FEAT_DIM {provenance['feat_dim']} (lf2_plugin {provenance['lf2_plugin']})"
+    )
+
+
+def describe_config_model(cfg):
+    """The model ``cfg`` builds, in the words of :func:`describe_saved_model`."""
+    return describe_provenance(model_provenance(cfg))
+
+
+def describe_saved_model(checkpoint):
+    """What a checkpoint says of the model that wrote it: its ``"built_with"`` record, or, for checkpoints written
+    without one (older, fast-reid's, converted official ones), what its keys show: LF2 and its K, the feature width."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("built_with"), dict):
+        return describe_provenance(checkpoint["built_with"])
+    stored = checkpoint_state_dict(checkpoint)
+    parts = {k.split(".")[2] for k in stored if k.startswith("heads.experts.")}
+    bn = stored.get("heads.bn_global.norm.weight", stored.get("heads.bottleneck.0.weight"))
+    width = f", feature width {bn.numel()}" if bn is not None else ""
+    if any(k.startswith(TEACHER_PREFIX) for k in stored):
+        return f"LF2 with K={len(parts)} stripes{width}"
+    return f"a model without a teacher (source stage or fast-reid Baseline){width}"
+
+
+def unfit_tensors(stored, expected, keys):
+    """``keys`` of the model state ``expected`` that ``stored`` lacks, and those it holds with another shape."""
+    missing = sorted(k for k in keys if k not in stored)
+    misfit = sorted(k for k in keys if k in stored and tuple(stored[k].shape) != tuple(expected[k].shape))
+    return missing, misfit
+
+
+def describe_unfit(stored, expected, missing, misfit, limit=4):
+    """A few of :func:`unfit_tensors`' keys, for an error message."""
+    return "; ".join(
+        [f"{k} missing" for k in missing[:limit]]
+        + [f"{k}: {tuple(stored[k].shape)} stored, {tuple(expected[k].shape)} expected" for k in misfit[:limit]]
+    )
+
+
 def is_lf2_state_dict(state_dict):
     """True for an LF2 checkpoint (it has ``teacher.*`` keys), False for a source-stage one."""
     return any(k.startswith(TEACHER_PREFIX) for k in checkpoint_state_dict(state_dict))

@@ -75,6 +75,10 @@ class LF2(nn.Module):
       them is a source-stage checkpoint (:func:`lf2_plugin.modeling.checkpoint.is_lf2_state_dict`).
     """
 
+    # The global classifiers: :meth:`reset_classifier` sets them, sized by the clusters, before every epoch's first
+    # step, so a checkpoint whose classifiers have another number of rows still resumes exactly.
+    CLUSTER_SIZED_KEYS = ("heads.weight", "teacher.heads.weight")
+
     @configurable
     def __init__(
         self,
