@@ -361,10 +361,11 @@ def atomic_checkpoints():
 
 @_fix
 def regnet_yaml_paths():
-    """build_regnet_backbone opens fastreid/modeling/.../*.yaml relative to the working directory, not the package."""
+    """build_regnet_backbone and build_effnet_backbone open their yaml relative to the working directory."""
     from yacs.config import CfgNode
 
     import fastreid
+    import fastreid.modeling.backbones.regnet.effnet as effnet
     import fastreid.modeling.backbones.regnet.regnet as regnet
 
     if getattr(regnet.regnet_cfg, "_lf2_compat", False):
@@ -377,9 +378,11 @@ def regnet_yaml_paths():
                 cfg_filename = os.path.join(package_parent, cfg_filename)
             super().merge_from_file(cfg_filename)
 
+    # both modules hold the one node of regnet/config.py; they keep sharing it
     node = PackageRelativeCfgNode(regnet.regnet_cfg)
     object.__setattr__(node, "_lf2_compat", True)  # CfgNode stores plain attributes as keys
     regnet.regnet_cfg = node
+    effnet.effnet_cfg = node
 
 
 # --------------------------------------------------------------------------------------------------------------

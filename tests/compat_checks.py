@@ -287,17 +287,18 @@ def check_regnet_yaml_paths():
 
     from fastreid.modeling.backbones import build_backbone
 
-    cfg = build_config(opts=["MODEL.BACKBONE.NAME", "build_regnet_backbone", "MODEL.BACKBONE.DEPTH", "200x"])
-    cfg.defrost()
-    cfg.MODEL.BACKBONE.PRETRAIN = False
     here = os.getcwd()
-    with tempfile.TemporaryDirectory() as elsewhere:
-        os.chdir(elsewhere)  # any folder but fast-reid's source root
-        try:
-            backbone = build_backbone(cfg)  # upstream: FileNotFoundError fastreid/modeling/backbones/regnet/...yaml
-        finally:
-            os.chdir(here)
-    assert backbone(torch.rand(1, 3, 64, 32)).dim() == 4
+    for name, depth in (("build_regnet_backbone", "200x"), ("build_effnet_backbone", "b0")):
+        cfg = build_config(opts=["MODEL.BACKBONE.NAME", name, "MODEL.BACKBONE.DEPTH", depth])
+        cfg.defrost()
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+        with tempfile.TemporaryDirectory() as elsewhere:
+            os.chdir(elsewhere)  # any folder but fast-reid's source root
+            try:
+                backbone = build_backbone(cfg)  # upstream: FileNotFoundError fastreid/modeling/backbones/regnet/...
+            finally:
+                os.chdir(here)
+        assert backbone(torch.rand(1, 3, 64, 32)).dim() == 4, name
 
 
 def run_all():

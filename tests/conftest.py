@@ -83,3 +83,20 @@ def load_train_net():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+BACKBONE_OUTCOMES = pytest.StashKey[dict]()
+
+
+@pytest.fixture
+def backbone_outcomes(request):
+    """{test id: outcome line} of tests/test_backbones.py, printed at the end of the run."""
+    return request.config.stash.setdefault(BACKBONE_OUTCOMES, {})
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    outcomes = config.stash.get(BACKBONE_OUTCOMES, None)
+    if outcomes:
+        terminalreporter.section("LF2 on every registered backbone")
+        for test_id, outcome in sorted(outcomes.items()):
+            terminalreporter.write_line(f"{test_id:50s} {outcome}")

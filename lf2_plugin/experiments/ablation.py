@@ -173,19 +173,20 @@ def aggregate(per_seed):
     return rows
 
 
-def paired_differences(rows, metric="mAP"):
-    """Per seed, row a − row b (same seed, same source model, so the source model's variation cancels): the
-    differences, their mean and sample std, a 95% Student-t interval of the mean and in how many seeds a > b."""
+def paired_differences(rows, metric="mAP", pairs=PAIRS):
+    """Per seed, row a − row b for each (a, b) of ``pairs`` (same seed, same source model, so the source model's
+    variation cancels): the differences, their mean and sample std, a 95% Student-t interval of the mean and in how
+    many seeds a > b."""
     by_name = {row["name"]: {s["seed"]: s[metric] for s in row["seeds"]} for row in rows}
-    pairs = []
-    for a, b in PAIRS:
+    differences = []
+    for a, b in pairs:
         if a not in by_name or b not in by_name:
             continue
         seeds = list(by_name[a])
-        pairs.append(
+        differences.append(
             paired_difference(a, b, metric, [by_name[a][s] for s in seeds], [by_name[b][s] for s in seeds], seeds)
         )
-    return pairs
+    return differences
 
 
 def combine_summaries(paths):

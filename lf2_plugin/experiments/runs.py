@@ -134,10 +134,11 @@ def source_stage_files(out):
     return os.path.join(out, "source", "model_final.pth"), os.path.join(out, "direct_transfer", "eval_results.json")
 
 
-def source_and_direct_transfer(out, config_dir, seed, env, reuse=False):
+def source_and_direct_transfer(out, config_dir, seed, env, reuse=False, opts=()):
     """Source training in <out>/source, then its model on the target test set in <out>/direct_transfer.
 
-    Returns the source weights and the direct-transfer row. ``reuse`` keeps steps an earlier call finished.
+    Returns the source weights and the direct-transfer row. ``reuse`` keeps steps an earlier call finished;
+    ``opts`` (KEY VALUE overrides) apply to both steps.
     """
     source_config, lf2_config = (os.path.join(config_dir, name) for name in ("source.yml", "lf2.yml"))
     weights, results = source_stage_files(out)
@@ -146,6 +147,7 @@ def source_and_direct_transfer(out, config_dir, seed, env, reuse=False):
         os.path.dirname(weights),
         "SEED",
         str(seed),
+        *opts,
         env=env,
         reuse_if=reuse and os.path.basename(weights),
     )
@@ -159,6 +161,7 @@ def source_and_direct_transfer(out, config_dir, seed, env, reuse=False):
         target_tests(lf2_config),
         "SEED",
         str(seed),
+        *opts,
         flags=("--eval-only",),
         env=env,
         reuse_if=reuse and os.path.basename(results),

@@ -15,6 +15,7 @@ from fastreid.modeling.meta_arch import META_ARCH_REGISTRY, Baseline
 from fastreid.utils import events
 
 from ..compat import normalized_images
+from .feature_map import check_lf2_feature_map
 from .fusion import FusionModule, PooledMap
 from .head import EVAL_FEATURES, LF2Head, split_stripes
 from .losses import batch_hard_triplet_loss, label_smooth_cross_entropy
@@ -138,8 +139,10 @@ class LF2(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         lf2 = cfg.MODEL.LF2
+        backbone = build_backbone(cfg)
+        check_lf2_feature_map(backbone, cfg)
         return {
-            "backbone": build_backbone(cfg),
+            "backbone": backbone,
             "heads": build_heads(cfg),
             "fusion": FusionModule(cfg.MODEL.BACKBONE.FEAT_DIM, lf2.NUM_PARTS, lf2.POOL, cfg.MODEL.HEADS.NORM),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
