@@ -167,3 +167,44 @@ def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path):
     assert "| lf2 − direct_transfer | +1.0, +1.0, +1.0 |" in proc.stdout
     with pytest.raises(SystemExit, match=r"seed 1 is in both .*a.summary\.json and .*a.summary\.json"):
         ablation.combine_summaries([first, first])
+
+
+def test_record_restores_steps_only_from_the_same_source_weights(tmp_path, monkeypatch):
+    """--record: a finished LF2 step is recorded; a later run in an empty --out restores it instead of training when
+    its source weights are bit-for-bit the same, and trains it again when one weight differs."""
+    import torch
+
+    from lf2_plugin.experiments import runs
+
+    sources, record = str(tmp_path / "sources"), str(tmp_path / "record")
+    finished_seed(sources, 1, 0.0)
+    weights = os.path.join(sources, "seed1", "source", "model_final.pth")
+    torch.save({"model": {"w": torch.ones(3), "b": torch.zeros(2)}, "optimizer": {}}, weights)
+    trained = []
+
+    def fake_train(cmd, **kwargs):
+        run_dir = cmd[cmd.index("OUTPUT_DIR") + 1]
+        trained.append(run_dir)
+        write_json(os.path.join(run_dir, "summary.json"), {"last": {k: v + len(trained) for k, v in METRICS.items()}})
+        level = {"nmi": 0.8, "pairwise_precision": 0.5, "pairwise_recall": 0.4, "pairwise_f1": 0.45}
+        write_json(os.path.join(run_dir, "clustering.jsonl"), [{"epoch": 0, "levels": [level] * 3}], lines=True)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(runs.subprocess, "run", fake_train)
+
+    def run(out):
+        rows = ablation.run_seed(
+            str(tmp_path / out), "configs/SynthDuke2SynthMarket", 1, {}, True, ["lf2"], (), sources, record
+        )
+        return rows[1]["mAP"]
+
+    assert run("first") == 51.0 and len(trained) == 1
+    assert sorted(os.listdir(os.path.join(record, "seed1", "lf2"))) == [
+        "clustering.jsonl",
+        "source_weights.json",
+        "summary.json",
+    ]
+    assert run("elsewhere") == 51.0 and len(trained) == 1  # restored: nothing trained
+    assert ablation.last_epoch_pseudo_labels(str(tmp_path / "elsewhere" / "seed1" / "lf2"))[0]["nmi"] == 0.8
+    torch.save({"model": {"w": torch.tensor([1.0, 1.0, 1.0 + 1e-6]), "b": torch.zeros(2)}}, weights)
+    assert run("other_weights") == 52.0 and len(trained) == 2  # another source model: trained again

@@ -2,7 +2,8 @@
 """Ablations of LF2 on the synthetic benchmark, each the mean over several seeds.
 
     python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket]
-                             [--reuse] [--sources logs/ablation] [--variants lf2 global_only_mt ...] [-- KEY VALUE ...]
+                             [--reuse] [--sources logs/ablation] [--variants lf2 global_only_mt ...]
+                             [--record docs/benchmarks/ablation_long] [-- KEY VALUE ...]
     python tools/ablation.py --out DIR --combine A/summary.json B/summary.json
 
 Per seed: one source pre-training (so direct transfer varies with the seed too), then every LF2 variant from that
@@ -13,7 +14,10 @@ clustering), lf2_no_fusion (levels 1..K cluster the teacher's own stripes), lf2_
 "pseudo_labels": {variant: [per level]}} and prints mean ± standard deviation. ``--reuse`` keeps the steps an
 earlier, interrupted run finished. Trailing ``KEY VALUE`` pairs go to every LF2 variant (before the variant's own
 override), e.g. a study of one hyperparameter; ``--sources DIR`` takes the source models and direct-transfer
-results of an earlier ablation's seeds instead of training them again. ``--combine A/summary.json B/summary.json``
+results of an earlier ablation's seeds instead of training them again. ``--record DIR`` keeps each finished LF2
+step's small result files in DIR (with the fingerprint of its source weights); with ``--reuse`` a recorded step
+whose retrained source model has the same weights is taken from DIR, so a long table can grow across machines that
+do not keep ``--out``. ``--combine A/summary.json B/summary.json``
 trains nothing: it pools the per-seed values of earlier summaries over disjoint seeds (e.g. seeds 4-6 run later
 beside seeds 1-3) into ``<out>/summary.json``, rows the summaries share only, without ``"pseudo_labels"``.
 """
@@ -48,6 +52,11 @@ def main():
         "transfer instead of training them again",
     )
     parser.add_argument(
+        "--record",
+        help="keep every finished LF2 step's results here and, with --reuse, restore the steps recorded from "
+        "the same source weights instead of training them again",
+    )
+    parser.add_argument(
         "--combine",
         nargs="+",
         metavar="SUMMARY",
@@ -63,7 +72,8 @@ def main():
         summary = combine_ablations(args.combine)
     else:
         sources = os.path.abspath(args.sources) if args.sources else None
-        summary = run_ablation(out, args.config_dir, args.seeds, args.reuse, args.variants, args.opts, sources)
+        record = os.path.abspath(args.record) if args.record else None
+        summary = run_ablation(out, args.config_dir, args.seeds, args.reuse, args.variants, args.opts, sources, record)
     write_json(os.path.join(out, "summary.json"), summary)
     print(format_summary(summary))
 

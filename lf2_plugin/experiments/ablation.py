@@ -12,6 +12,7 @@ import statistics
 import time
 
 from .paired import format_interval, paired_difference
+from .record import record_step, restore_step, weights_fingerprint
 from .runs import (
     METRICS,
     VARIANTS,
@@ -51,12 +52,17 @@ PAIRS = (
 )
 
 
-def run_ablation(out, config_dir, seeds, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None):
+def run_ablation(
+    out, config_dir, seeds, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None, record=None
+):
     """Every seed under ``out`` (``seed<s>/``); returns the summary: rows (mean, std, per-seed values), seconds,
-    paired differences, pseudo-label quality, the common overrides and the sources folder."""
+    paired differences, pseudo-label quality, the common overrides and the sources folder. With ``record`` every
+    finished LF2 step is also kept there (:mod:`.record`) and, with ``reuse``, taken from there."""
     env = datasets_env()
     start = time.perf_counter()
-    per_seed = {seed: run_seed(out, config_dir, seed, env, reuse, variants, common_opts, sources) for seed in seeds}
+    per_seed = {
+        seed: run_seed(out, config_dir, seed, env, reuse, variants, common_opts, sources, record) for seed in seeds
+    }
     rows = aggregate(per_seed)
     return {
         "rows": rows,
@@ -75,19 +81,27 @@ def combine_ablations(paths):
     return {"rows": rows, "seconds": 0.0, "paired": paired_differences(rows), "combined": paths}
 
 
-def run_seed(out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None):
-    """direct_transfer and the ``variants`` rows of one seed; with ``sources`` its source model is taken from there."""
+def run_seed(
+    out, config_dir, seed, env, reuse=False, variants=tuple(VARIANTS), common_opts=(), sources=None, record=None
+):
+    """direct_transfer and the ``variants`` rows of one seed; with ``sources`` its source model is taken from there.
+    With ``record`` each variant's finished run is recorded there and, with ``reuse``, a step recorded from the
+    same source weights is restored instead of trained."""
     seed_dir = os.path.join(out, f"seed{seed}")
     if sources:
         weights, direct_row = finished_source(os.path.join(sources, f"seed{seed}"))
     else:
         weights, direct_row = source_and_direct_transfer(seed_dir, config_dir, seed, env, reuse=reuse)
-    return [direct_row] + [
-        adapt(
-            name, config_dir, os.path.join(seed_dir, name), weights, seed, [*common_opts, *VARIANTS[name]], env, reuse
-        )
-        for name in variants
-    ]
+    fingerprint = weights_fingerprint(weights) if record else None
+    rows = [direct_row]
+    for name in variants:
+        run_dir = os.path.join(seed_dir, name)
+        if record and reuse:
+            restore_step(record, seed, name, run_dir, fingerprint)
+        rows.append(adapt(name, config_dir, run_dir, weights, seed, [*common_opts, *VARIANTS[name]], env, reuse))
+        if record:
+            record_step(record, seed, name, run_dir, fingerprint)
+    return rows
 
 
 def finished_source(seed_dir):
