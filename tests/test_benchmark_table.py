@@ -74,6 +74,27 @@ def test_table_pools_finished_seeds_pairs_them_and_keeps_each_runs_seconds(tmp_p
     assert "- lf2 − bot_direct: +15.0 mAP, 95% CI [+15.0, +15.0], n = 2, lf2 higher in 2/2" in table
 
 
+def test_rows_subset_keeps_rows_recorded_earlier_and_pairs_over_shared_seeds(tmp_path):
+    """--rows without the OSNet pair: seed 1's OSNet rows (recorded by an earlier call) stay in its table; seed 2 runs
+    and lists only the rows asked for; a row on fewer seeds is pooled and paired over the seeds it has."""
+    out = str(tmp_path)
+    for seed in (1, 2):
+        finished_seed(out, seed)
+    baseline_table.run_table(out, CONFIG_DIR, (1,), reuse=True)  # the earlier call: every row of seed 1
+    rows = [name for name in baseline_table.ROWS if "osnet" not in name]
+    summary = baseline_table.run_table(out, CONFIG_DIR, (1, 2), reuse=True, rows=rows)
+    by_name = {row["name"]: row for row in summary["rows"]}
+    assert list(by_name) == list(baseline_table.ROWS)
+    assert [s["seed"] for s in by_name["lf2_osnet"]["seeds"]] == [1] and by_name["lf2_osnet"]["mAP"] == 50.0
+    assert [s["seed"] for s in by_name["lf2"]["seeds"]] == [1, 2]
+    with open(os.path.join(out, "seed2", "rows.json")) as f:
+        assert [row["name"] for row in json.load(f)] == rows
+    pairs = {(p["a"], p["b"]): p for p in summary["paired"]}
+    assert pairs[("lf2_osnet", "lf2")]["n"] == 1 and pairs[("lf2_osnet", "lf2")]["ci95"] is None
+    assert pairs[("lf2", "bot_direct")]["n"] == 2
+    assert "| lf2_osnet | 50.0 ± 0.0 | 60.0 ± 0.0 | 1 |" in baseline_table.format_table(summary)
+
+
 @pytest.mark.parametrize(
     "opts, meta, cls_layer, pool",
     [

@@ -173,11 +173,12 @@ def global_f1_per_epoch(out, seeds, variants=tuple(VARIANTS)):
 
 
 def aggregate(per_seed):
-    """{seed: rows} -> rows with the mean, the standard deviation and the per-seed values."""
-    names = [row["name"] for row in next(iter(per_seed.values()))]
+    """{seed: rows} -> rows with the mean, the standard deviation and the per-seed values; a row some seeds lack is
+    pooled over the seeds that have it."""
+    names = list(dict.fromkeys(row["name"] for rows_ in per_seed.values() for row in rows_))
     rows = []
     for name in names:
-        values = [(seed, next(r for r in rows_ if r["name"] == name)) for seed, rows_ in per_seed.items()]
+        values = [(seed, r) for seed, rows_ in per_seed.items() for r in rows_ if r["name"] == name]
         row = {"name": name}
         for k in METRICS:
             series = [v[k] for _, v in values]
@@ -189,14 +190,14 @@ def aggregate(per_seed):
 
 def paired_differences(rows, metric="mAP", pairs=PAIRS):
     """Per seed, row a − row b for each (a, b) of ``pairs`` (same seed, same source model, so the source model's
-    variation cancels): the differences, their mean and sample std, a 95% Student-t interval of the mean and in how
-    many seeds a > b."""
+    variation cancels), over the seeds both rows have: the differences, their mean and sample std, a 95% Student-t
+    interval of the mean and in how many seeds a > b."""
     by_name = {row["name"]: {s["seed"]: s[metric] for s in row["seeds"]} for row in rows}
     differences = []
     for a, b in pairs:
         if a not in by_name or b not in by_name:
             continue
-        seeds = list(by_name[a])
+        seeds = [s for s in by_name[a] if s in by_name[b]]  # a row run on fewer seeds pairs over those
         differences.append(
             paired_difference(a, b, metric, [by_name[a][s] for s in seeds], [by_name[b][s] for s in seeds], seeds)
         )

@@ -143,8 +143,8 @@ def _lf2_rows(config_dir, out, seed, opts, names, env, reuse):
     ]
 
 
-def run_seed(out, config_dir, seed, env, reuse=False):
-    """Every row of :data:`ROWS` for one seed under ``<out>/seed<seed>``."""
+def run_seed(out, config_dir, seed, env, reuse=False, rows=ROWS):
+    """The rows of :data:`ROWS` named in ``rows`` for one seed under ``<out>/seed<seed>``, in :data:`ROWS` order."""
     from ..engine import build_config
 
     source_cfg = build_config(os.path.join(config_dir, "source.yml"))
@@ -153,33 +153,46 @@ def run_seed(out, config_dir, seed, env, reuse=False):
     seed_dir = os.path.join(out, f"seed{seed}")
 
     def baseline(name, train_on, opts):
-        return _fastreid_baseline(
-            name, config_dir, os.path.join(seed_dir, name), seed, train_on, target, opts, env, reuse
-        )
+        return [
+            _fastreid_baseline(name, config_dir, os.path.join(seed_dir, name), seed, train_on, target, opts, env, reuse)
+        ]
 
-    rows = [baseline("bot_direct", source, BOT_OPTS), baseline("sbs_direct", source, sbs)]
-    rows += _lf2_rows(config_dir, os.path.join(seed_dir, "resnet"), seed, [], ("direct_transfer", "lf2"), env, reuse)
-    rows += _lf2_rows(
-        config_dir,
-        os.path.join(seed_dir, "osnet"),
-        seed,
-        SECOND_BACKBONE,
-        ("direct_transfer_osnet", "lf2_osnet"),
-        env,
-        reuse,
-    )
-    rows.append(baseline("target_supervised", target, BOT_OPTS))
-    return rows
+    def lf2_pair(folder, opts, names):
+        return _lf2_rows(config_dir, os.path.join(seed_dir, folder), seed, opts, names, env, reuse)
+
+    steps = {
+        "bot_direct": lambda: baseline("bot_direct", source, BOT_OPTS),
+        "sbs_direct": lambda: baseline("sbs_direct", source, sbs),
+        "direct_transfer": lambda: lf2_pair("resnet", [], ("direct_transfer", "lf2")),
+        "direct_transfer_osnet": lambda: lf2_pair("osnet", SECOND_BACKBONE, ("direct_transfer_osnet", "lf2_osnet")),
+        "target_supervised": lambda: baseline("target_supervised", target, BOT_OPTS),
+    }
+    steps["lf2"], steps["lf2_osnet"] = steps["direct_transfer"], steps["direct_transfer_osnet"]  # one run, two rows
+    done = {}
+    for name in ROWS:
+        if name in rows and name not in done:
+            done.update({row["name"]: row for row in steps[name]()})
+    return [done[name] for name in ROWS if name in rows]
 
 
-def run_table(out, config_dir, seeds, reuse=False):
-    """Every seed's rows under ``out``; returns the summary (``rows`` pooled over seeds with per-seed values and
-    seconds, ``paired`` differences of :data:`TABLE_PAIRS` in mAP) and writes it to ``<out>/summary.json``."""
+def merge_recorded(path, rows):
+    """``rows`` with the rows an earlier call recorded in ``path`` (a seed's ``rows.json``) that were not run now,
+    in :data:`ROWS` order: a later call with other ``--rows`` adds to a seed's table instead of replacing it."""
+    by_name = {row["name"]: row for row in (read_json(path) if os.path.exists(path) else [])}
+    by_name.update({row["name"]: row for row in rows})
+    return [by_name[name] for name in ROWS if name in by_name]
+
+
+def run_table(out, config_dir, seeds, reuse=False, rows=ROWS):
+    """Every seed's ``rows`` under ``out``, beside the rows earlier calls recorded for it (:func:`merge_recorded`);
+    returns the summary (``rows`` pooled over the seeds that have each, with per-seed values and seconds, ``paired``
+    differences of :data:`TABLE_PAIRS` in mAP over the seeds both rows have) and writes it to ``<out>/summary.json``."""
     env = datasets_env()
     per_seed = {}
     for seed in seeds:
-        per_seed[seed] = run_seed(out, config_dir, seed, env, reuse)
-        write_json(os.path.join(out, f"seed{seed}", "rows.json"), per_seed[seed])
+        path = os.path.join(out, f"seed{seed}", "rows.json")
+        per_seed[seed] = merge_recorded(path, run_seed(out, config_dir, seed, env, reuse, rows))
+        write_json(path, per_seed[seed])
     summary = summarize(per_seed)
     summary["command_args"] = {"config_dir": os.path.relpath(config_dir, ROOT), "seeds": list(seeds)}
     write_json(os.path.join(out, "summary.json"), summary)
