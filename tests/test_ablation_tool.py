@@ -57,6 +57,11 @@ def test_global_f1_per_epoch_and_its_paired_change(tmp_path):
     """Per seed the global level's pairwise F1 in epoch order; last − first is paired over seeds (0.15, 0.05)."""
     for seed, offset in ((1, 0.0), (2, 2.0)):
         finished_seed(str(tmp_path), seed, offset)
+    resumed = os.path.join(str(tmp_path), "seed1", "lf2", "clustering.jsonl")
+    with open(resumed) as f:
+        lines = f.read().splitlines()
+    with open(resumed, "w") as f:  # resumed at epoch 1's start: its clustering is logged twice
+        f.write("\n".join([*lines, lines[-1]]))
     entry = ablation.global_f1_per_epoch(str(tmp_path), (1, 2))["lf2"]
     assert entry["per_seed"] == {"1": [0.3, 0.45], "2": [0.4, 0.45]}
     assert entry["mean"] == [0.35, 0.45]

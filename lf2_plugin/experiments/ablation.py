@@ -143,10 +143,11 @@ def aggregate_pseudo_labels(out, seeds, variants=tuple(VARIANTS)):
 
 
 def global_f1_trajectory(run_dir):
-    """The global level's pairwise F1 against the true ids at every epoch's clustering, in epoch order."""
+    """The global level's pairwise F1 against the true ids at every epoch's clustering, in epoch order (a run
+    resumed at an epoch's start logs that epoch's clustering again: the last line of an epoch counts)."""
     with open(os.path.join(run_dir, "clustering.jsonl")) as f:
-        epochs = [json.loads(line) for line in f if line.strip()]
-    return [round(e["levels"][0]["pairwise_f1"], 4) for e in sorted(epochs, key=lambda e: e["epoch"])]
+        epochs = {e["epoch"]: e for e in (json.loads(line) for line in f if line.strip())}
+    return [round(epochs[epoch]["levels"][0]["pairwise_f1"], 4) for epoch in sorted(epochs)]
 
 
 def global_f1_per_epoch(out, seeds, variants=tuple(VARIANTS)):
