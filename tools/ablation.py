@@ -3,7 +3,7 @@
 
     python tools/ablation.py [--out logs/ablation] [--seeds 1 2 3] [--config-dir configs/SynthDuke2SynthMarket]
                              [--reuse] [--sources logs/ablation] [--variants lf2 global_only_mt ...]
-                             [--record docs/benchmarks/ablation_long] [-- KEY VALUE ...]
+                             [--record docs/benchmarks/ablation_long_steps] [-- KEY VALUE ...]
     python tools/ablation.py --out DIR --combine A/summary.json B/summary.json
 
 Per seed: one source pre-training (so direct transfer varies with the seed too), then every LF2 variant from that

@@ -119,10 +119,17 @@ def mean_and_std(series, digits):
     return round(statistics.mean(series), digits), round(std, digits)
 
 
+def clustering_history(run_dir):
+    """The clustering hook's records of a run, one per epoch in epoch order (a run resumed at an epoch's start logs
+    that epoch's clustering again: the last line of an epoch counts)."""
+    with open(os.path.join(run_dir, "clustering.jsonl")) as f:
+        epochs = {e["epoch"]: e for e in (json.loads(line) for line in f if line.strip())}
+    return [epochs[epoch] for epoch in sorted(epochs)]
+
+
 def last_epoch_pseudo_labels(run_dir):
     """Per level, the last epoch's pseudo-label quality against the true ids (logged by the clustering hook)."""
-    with open(os.path.join(run_dir, "clustering.jsonl")) as f:
-        last = [json.loads(line) for line in f if line.strip()][-1]
+    last = clustering_history(run_dir)[-1]
     return [{k: level[k] for k in PSEUDO_LABEL_METRICS} for level in last["levels"]]
 
 
@@ -143,11 +150,8 @@ def aggregate_pseudo_labels(out, seeds, variants=tuple(VARIANTS)):
 
 
 def global_f1_trajectory(run_dir):
-    """The global level's pairwise F1 against the true ids at every epoch's clustering, in epoch order (a run
-    resumed at an epoch's start logs that epoch's clustering again: the last line of an epoch counts)."""
-    with open(os.path.join(run_dir, "clustering.jsonl")) as f:
-        epochs = {e["epoch"]: e for e in (json.loads(line) for line in f if line.strip())}
-    return [round(epochs[epoch]["levels"][0]["pairwise_f1"], 4) for epoch in sorted(epochs)]
+    """The global level's pairwise F1 against the true ids at every epoch's clustering, in epoch order."""
+    return [round(e["levels"][0]["pairwise_f1"], 4) for e in clustering_history(run_dir)]
 
 
 def global_f1_per_epoch(out, seeds, variants=tuple(VARIANTS)):

@@ -9,9 +9,10 @@ on one machine; another CPU's kernels may round differently, and the step is the
 """
 
 import hashlib
-import json
 import os
 import shutil
+
+from .runs import read_json, write_json
 
 __all__ = ["STEP_FILES", "weights_fingerprint", "record_step", "restore_step"]
 
@@ -38,15 +39,18 @@ def step_dir(record, seed, name):
     return os.path.join(record, f"seed{seed}", name)
 
 
+def copy_step_files(from_dir, to_dir):
+    os.makedirs(to_dir, exist_ok=True)
+    for file in STEP_FILES:
+        shutil.copyfile(os.path.join(from_dir, file), os.path.join(to_dir, file))
+
+
 def record_step(record, seed, name, run_dir, fingerprint):
     """Copy a finished run's :data:`STEP_FILES` to ``<record>/seed<seed>/<name>/`` beside the fingerprint of the
     source weights it started from."""
     target = step_dir(record, seed, name)
-    os.makedirs(target, exist_ok=True)
-    for file in STEP_FILES:
-        shutil.copyfile(os.path.join(run_dir, file), os.path.join(target, file))
-    with open(os.path.join(target, FINGERPRINT_FILE), "w", encoding="utf-8") as f:
-        json.dump({"sha256": fingerprint}, f, indent=1)
+    copy_step_files(run_dir, target)
+    write_json(os.path.join(target, FINGERPRINT_FILE), {"sha256": fingerprint})
 
 
 def restore_step(record, seed, name, run_dir, fingerprint):
@@ -57,8 +61,7 @@ def restore_step(record, seed, name, run_dir, fingerprint):
         os.path.join(source, FINGERPRINT_FILE)
     ):
         return False
-    with open(os.path.join(source, FINGERPRINT_FILE), encoding="utf-8") as f:
-        recorded = json.load(f)["sha256"]
+    recorded = read_json(os.path.join(source, FINGERPRINT_FILE))["sha256"]
     if recorded != fingerprint:
         print(
             f"{source} was trained from other source weights (sha256 {recorded[:12]}, now {fingerprint[:12]}): "
@@ -66,8 +69,6 @@ def restore_step(record, seed, name, run_dir, fingerprint):
             flush=True,
         )
         return False
-    os.makedirs(run_dir, exist_ok=True)
-    for file in STEP_FILES:
-        shutil.copyfile(os.path.join(source, file), os.path.join(run_dir, file))
+    copy_step_files(source, run_dir)
     print(f"restored {name} of seed {seed} from {source} (same source weights, sha256 {fingerprint[:12]})", flush=True)
     return True
