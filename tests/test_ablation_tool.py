@@ -140,15 +140,16 @@ def test_paired_differences_per_seed_with_a_t_interval():
 
 
 def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path):
-    """--combine: the per-seed values of two summaries pooled (rows both have), paired differences over all seeds;
-    a seed in both summaries is refused with both files named."""
+    """--combine: the per-seed values of two summaries pooled (rows both have, metrics both have: the later one kept
+    mAP and Rank-1 only), paired differences over all seeds; a seed in both summaries is refused with both files
+    named."""
 
-    def summary(path, seeds, names):
+    def summary(path, seeds, names, metrics=METRICS):
         rows = [
             {
                 "name": name,
                 "mAP": 0.0,
-                "seeds": [{"seed": s, **{k: v + s + i for k, v in METRICS.items()}} for s in seeds],
+                "seeds": [{"seed": s, **{k: v + s + i for k, v in metrics.items()}} for s in seeds],
             }
             for i, name in enumerate(names)
         ]
@@ -156,7 +157,8 @@ def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path):
         return str(path)
 
     first = summary(tmp_path / "a" / "summary.json", (1, 2), ["direct_transfer", "lf2", "lf2_no_fusion"])
-    later = summary(tmp_path / "b" / "summary.json", (3,), ["direct_transfer", "lf2"])
+    kept = {k: METRICS[k] for k in ("mAP", "Rank-1")}
+    later = summary(tmp_path / "b" / "summary.json", (3,), ["direct_transfer", "lf2"], kept)
     out = tmp_path / "pooled"
     tool = [sys.executable, os.path.join(ROOT, "tools", "ablation.py"), "--out", str(out), "--combine", first, later]
     proc = subprocess.run(tool, capture_output=True, text=True, timeout=600)
@@ -166,6 +168,8 @@ def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path):
     assert list(rows) == ["direct_transfer", "lf2"]  # lf2_no_fusion is not in the later summary
     assert [s["seed"] for s in rows["lf2"]["seeds"]] == [1, 2, 3]
     assert rows["lf2"]["mAP"] == 53.0 and rows["lf2"]["std"]["mAP"] == 1.0
+    assert pooled["metrics"] == ["mAP", "Rank-1"] and set(rows["lf2"]["seeds"][0]) == {"seed", "mAP", "Rank-1"}
+    assert "| method | mAP | Rank-1 |" in proc.stdout
     (pair,) = pooled["paired"]
     assert (pair["a"], pair["b"], pair["per_seed"]) == ("lf2", "direct_transfer", [1.0, 1.0, 1.0])
     assert "pseudo_labels" not in pooled and pooled["combined"] == [first, later]

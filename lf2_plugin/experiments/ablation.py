@@ -78,7 +78,8 @@ def run_ablation(
 def combine_ablations(paths):
     """The summary of earlier summaries' per-seed values pooled (:func:`combine_summaries`); nothing is trained."""
     rows = aggregate(combine_summaries(paths))
-    return {"rows": rows, "seconds": 0.0, "paired": paired_differences(rows), "combined": paths}
+    metrics = shared_metrics(rows)
+    return {"rows": rows, "seconds": 0.0, "paired": paired_differences(rows), "combined": paths, "metrics": metrics}
 
 
 def run_seed(
@@ -184,13 +185,20 @@ def aggregate(per_seed):
     rows = []
     for name in names:
         values = [(seed, r) for seed, rows_ in per_seed.items() for r in rows_ if r["name"] == name]
+        metrics = shared_metrics(v for _, v in values)
         row = {"name": name}
-        for k in METRICS:
+        for k in metrics:
             series = [v[k] for _, v in values]
             row[k], row.setdefault("std", {})[k] = mean_and_std(series, digits=2)
-        row["seeds"] = [{"seed": seed, **{k: v[k] for k in METRICS}} for seed, v in values]
+        row["seeds"] = [{"seed": seed, **{k: v[k] for k in metrics}} for seed, v in values]
         rows.append(row)
     return rows
+
+
+def shared_metrics(entries):
+    """The METRICS every entry has, in METRICS order (a summary kept from a lost run may hold mAP and Rank-1 only)."""
+    entries = list(entries)
+    return [k for k in METRICS if all(k in entry for entry in entries)]
 
 
 def paired_differences(rows, metric="mAP", pairs=PAIRS):
@@ -211,10 +219,12 @@ def paired_differences(rows, metric="mAP", pairs=PAIRS):
 
 def combine_summaries(paths):
     """{seed: rows} from the per-seed values of earlier summaries; only the rows every summary has, in the first
-    one's order. A seed in two summaries is an error (pooling must not count a run twice)."""
+    one's order, and only the metrics every such entry has. A seed in two summaries is an error (pooling must not
+    count a run twice)."""
     summaries = [read_json(path) for path in paths]
     shared = set.intersection(*({row["name"] for row in s["rows"]} for s in summaries))
     names = [row["name"] for row in summaries[0]["rows"] if row["name"] in shared]
+    metrics = shared_metrics(e for s in summaries for row in s["rows"] if row["name"] in shared for e in row["seeds"])
     per_seed, origin = {}, {}
     for path, summary in zip(paths, summaries):
         seeds = {entry["seed"] for row in summary["rows"] for entry in row["seeds"]}
@@ -228,15 +238,16 @@ def combine_summaries(paths):
             missing = [name for name in names if by_name[name] is None]
             if missing:
                 raise SystemExit(f"--combine: {path} has no seed {seed} for {', '.join(missing)}")
-            per_seed[seed] = [{"name": name, **{k: by_name[name][k] for k in METRICS}} for name in names]
+            per_seed[seed] = [{"name": name, **{k: by_name[name][k] for k in metrics}} for name in names]
     return dict(sorted(per_seed.items()))
 
 
 def format_summary(summary):
     """The rows (mean ± std), the paired differences and, when there, the pseudo-label quality as Markdown."""
-    lines = ["| method | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    metrics = shared_metrics(summary["rows"])
+    lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for row in summary["rows"]:
-        lines.append(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in METRICS) + " |")
+        lines.append(f"| {row['name']} | " + " | ".join(f"{row[k]:.1f} ± {row['std'][k]:.1f}" for k in metrics) + " |")
     lines += [
         "",
         "paired mAP differences (same seed and source model)",
