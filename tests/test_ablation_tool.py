@@ -176,6 +176,9 @@ def test_combine_pools_disjoint_seeds_of_earlier_summaries(tmp_path):
     assert "| lf2 − direct_transfer | +1.0, +1.0, +1.0 |" in proc.stdout
     with pytest.raises(SystemExit, match=r"seed 1 is in both .*a.summary\.json and .*a.summary\.json"):
         ablation.combine_summaries([first, first])
+    no_map = summary(tmp_path / "c" / "summary.json", (4,), ["direct_transfer", "lf2"], {"Rank-1": 60.0})
+    with pytest.raises(SystemExit, match=r"c.summary\.json has an mAP"):
+        ablation.combine_summaries([first, no_map])
 
 
 def test_record_restores_steps_only_from_the_same_source_weights(tmp_path, monkeypatch):

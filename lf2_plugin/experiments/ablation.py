@@ -225,6 +225,8 @@ def combine_summaries(paths):
     shared = set.intersection(*({row["name"] for row in s["rows"]} for s in summaries))
     names = [row["name"] for row in summaries[0]["rows"] if row["name"] in shared]
     metrics = shared_metrics(e for s in summaries for row in s["rows"] if row["name"] in shared for e in row["seeds"])
+    if "mAP" not in metrics:
+        raise SystemExit(f"--combine: not every per-seed entry of {', '.join(paths)} has an mAP (nothing to pair)")
     per_seed, origin = {}, {}
     for path, summary in zip(paths, summaries):
         seeds = {entry["seed"] for row in summary["rows"] for entry in row["seeds"]}
